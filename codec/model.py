@@ -1,0 +1,327 @@
+"""The progressive RVQ codec network, after ProGIC (arXiv 2603.02897).
+
+Analysis: pixel-unshuffle stem, depthwise-separable conv + FFN blocks (ReLU), downsampling by
+pixel-unshuffle, small self-attention only at 1/16 resolution, projection to the latent.
+Quantizer: residual VQ, one codebook per stage (:class:`ResidualVQ`).
+Synthesis: the mirror image, with every block modulated by a scale and bias chosen by how many
+stages are present, and told per position which indices arrived, so that holes decode gracefully.
+
+>>> net = ProgressiveCodec(CodecConfig.tiny())
+>>> x = torch.rand(1, 3, 32, 32)
+>>> indices = net.encode_indices(x)
+>>> tuple(indices.shape)
+(1, 2, 2, 2)
+>>> net.decode_indices(indices).shape
+torch.Size([1, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Shape of the network. The shipped model uses the defaults."""
+
+    num_stages: int = 5
+    codebook_size: int = 1024
+    latent_dim: int = 64
+    # Channels per resolution level, from 1/4 down to 1/16 (encoder) and back up (decoder).
+    enc_channels: tuple[int, ...] = (64, 128, 192)
+    enc_depths: tuple[int, ...] = (1, 2, 2)
+    dec_channels: tuple[int, ...] = (256, 128, 96, 48)  # 1/16, 1/8, 1/4, 1/2
+    dec_depths: tuple[int, ...] = (3, 2, 2, 1)
+    attn_heads: int = 4
+    ffn_ratio: int = 2
+    kernel_size: int = 3
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def downsample(self) -> int:
+        return 4 * 2 ** (len(self.enc_channels) - 1)
+
+    @property
+    def bits_per_index(self) -> int:
+        return max(1, (self.codebook_size - 1).bit_length())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CodecConfig:
+        d = dict(d)
+        for key in ("enc_channels", "enc_depths", "dec_channels", "dec_depths"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @classmethod
+    def tiny(cls) -> CodecConfig:
+        """A few-thousand-parameter model for tests: 2 stages of 16 codes, 1/16 latent."""
+        return cls(num_stages=2, codebook_size=16, latent_dim=8, enc_channels=(8, 12, 16),
+                   enc_depths=(1, 1, 1), dec_channels=(16, 12, 8, 8), dec_depths=(1, 1, 1, 1),
+                   attn_heads=2)
+
+
+class DSBlock(nn.Module):
+    """Depthwise conv, optional FiLM, then a pointwise ReLU FFN; residual.
+
+    No normalisation layer: on CPU a channel LayerNorm costs as much as the convs. The last
+    pointwise layer starts near zero so each block starts as identity and training stays stable.
+    """
+
+    def __init__(self, channels: int, ffn_ratio: int, kernel_size: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
+                            groups=channels)
+        self.pw1 = nn.Conv2d(channels, channels * ffn_ratio, 1)
+        self.pw2 = nn.Conv2d(channels * ffn_ratio, channels, 1)
+        nn.init.normal_(self.pw2.weight, std=1e-3)
+        nn.init.zeros_(self.pw2.bias)
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.dw(x)
+        if film is not None:
+            scale, bias = film.chunk(2, dim=1)
+            y = y * (1 + scale) + bias
+        return x + self.pw2(F.relu(self.pw1(y)))
+
+
+class Attention(nn.Module):
+    """Global multi-head self-attention over the 1/16 grid (cheap there: ~1.5k tokens at 768×512)."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.normal_(self.proj.weight, std=1e-3)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(x).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
+                                             v.transpose(-1, -2))
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class ResidualVQ(nn.Module):
+    """Residual vector quantizer with EMA codebooks, k-means init and dead-code revival.
+
+    Stage ``s`` quantizes the residual left by stages ``0..s-1`` with its own codebook.
+    Codebooks are learned by exponential moving averages of the vectors assigned to them, not by
+    gradient, which keeps all 1024 codes alive far better on small data.
+    """
+
+    def __init__(self, num_stages: int, codebook_size: int, dim: int, decay: float = 0.99) -> None:
+        super().__init__()
+        self.num_stages, self.codebook_size, self.dim, self.decay = (
+            num_stages, codebook_size, dim, decay)
+        self.register_buffer("codebooks", torch.randn(num_stages, codebook_size, dim) * 0.1)
+        self.register_buffer("ema_count", torch.ones(num_stages, codebook_size))
+        self.register_buffer("ema_sum", self.codebooks.clone())
+
+    @staticmethod
+    def _nearest(r: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+        # ||r - c||^2 without the ||r||^2 term, which does not change the argmin.
+        return torch.addmm((cb * cb).sum(1), r, cb.t(), alpha=-2.0).argmin(1)
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat latents ``[N, D]`` -> (indices ``[S, N]``, per-stage codewords ``[S, N, D]``)."""
+        residual = z
+        idx_all, cw_all = [], []
+        for s in range(self.num_stages):
+            idx = self._nearest(residual, self.codebooks[s])
+            cw = self.codebooks[s][idx]
+            residual = residual - cw
+            idx_all.append(idx)
+            cw_all.append(cw)
+        return torch.stack(idx_all), torch.stack(cw_all)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Indices ``[B, S, h, w]`` -> codewords ``[B, S, D, h, w]``."""
+        b, s, h, w = indices.shape
+        cws = [self.codebooks[i][indices[:, i]] for i in range(s)]  # each [B, h, w, D]
+        return torch.stack(cws, 1).permute(0, 1, 4, 2, 3)
+
+    @torch.no_grad()
+    def init_kmeans(self, z: torch.Tensor, iters: int = 10, seed: int = 0) -> None:
+        """Initialise every stage by k-means on the residuals of ``z`` ``[N, D]``."""
+        gen = torch.Generator().manual_seed(seed)
+        residual = z.float()
+        for s in range(self.num_stages):
+            cb = residual[torch.randperm(len(residual), generator=gen)[: self.codebook_size]]
+            if len(cb) < self.codebook_size:
+                extra = cb[torch.randint(len(cb), (self.codebook_size - len(cb),), generator=gen)]
+                cb = torch.cat([cb, extra + 1e-3 * torch.randn(extra.shape, generator=gen)])
+            for _ in range(iters):
+                idx = self._nearest(residual, cb)
+                counts = torch.bincount(idx, minlength=self.codebook_size).float()
+                sums = torch.zeros_like(cb).index_add_(0, idx, residual)
+                alive = counts > 0
+                cb[alive] = sums[alive] / counts[alive, None]
+                dead = (~alive).nonzero().flatten()
+                if len(dead):
+                    cb[dead] = residual[torch.randint(len(residual), (len(dead),), generator=gen)]
+            self.codebooks[s] = cb
+            self.ema_sum[s] = cb
+            self.ema_count[s] = 1.0
+            residual = residual - cb[self._nearest(residual, cb)]
+
+    @torch.no_grad()
+    def ema_update(self, residuals: torch.Tensor, indices: torch.Tensor,
+                   dead_threshold: float = 0.05) -> torch.Tensor:
+        """EMA step for every stage, then revive codes whose usage fell under ``dead_threshold``.
+
+        ``residuals`` is ``[S, N, D]`` (the vector each stage saw), ``indices`` ``[S, N]``.
+        Returns the number of revived codes per stage.
+        """
+        revived = torch.zeros(self.num_stages, dtype=torch.long)
+        for s in range(self.num_stages):
+            r, idx = residuals[s], indices[s]
+            counts = torch.bincount(idx, minlength=self.codebook_size).float()
+            sums = torch.zeros(self.codebook_size, self.dim).index_add_(0, idx, r)
+            self.ema_count[s].mul_(self.decay).add_(counts, alpha=1 - self.decay)
+            self.ema_sum[s].mul_(self.decay).add_(sums, alpha=1 - self.decay)
+            n = self.ema_count[s].sum()
+            count = (self.ema_count[s] + 1e-5) / (n + self.codebook_size * 1e-5) * n
+            self.codebooks[s] = self.ema_sum[s] / count[:, None]
+            dead = (self.ema_count[s] < dead_threshold).nonzero().flatten()
+            if len(dead):
+                pick = r[torch.randint(len(r), (len(dead),))]
+                self.codebooks[s, dead] = pick
+                self.ema_sum[s, dead] = pick
+                self.ema_count[s, dead] = 1.0
+                revived[s] = len(dead)
+        return revived
+
+
+def fill_missing(values: torch.Tensor, known: torch.Tensor, max_iters: int = 64) -> torch.Tensor:
+    """Fill unknown positions of ``values`` ``[B, D, h, w]`` from their known neighbours.
+
+    Repeated 3×3 normalised averaging: each pass fills the positions that touch a known one, so a
+    hole of radius r closes after r passes. Positions with no known value anywhere stay zero.
+    """
+    known = known.to(values.dtype)[:, None]
+    if bool(known.all()):
+        return values
+    out = values * known
+    kernel = values.new_ones(1, 1, 3, 3)
+    for _ in range(max_iters):
+        if bool(known.all()):
+            break
+        b, d, h, w = out.shape
+        summed = F.conv2d(out.reshape(b * d, 1, h, w), kernel, padding=1).reshape(b, d, h, w)
+        weight = F.conv2d(known, kernel, padding=1)
+        newly = (weight > 0) & (known == 0)
+        out = torch.where(newly, summed / weight.clamp_min(1), out)
+        known = torch.maximum(known, newly.to(known.dtype))
+    return out
+
+
+class ProgressiveCodec(nn.Module):
+    """Analysis transform, residual VQ and stage-modulated synthesis transform."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        # Analysis: 1/4 stem, then pixel-unshuffle downsampling to 1/16.
+        self.stem = nn.Conv2d(3 * 16, cfg.enc_channels[0], 1)
+        self.enc_levels = nn.ModuleList()
+        self.enc_down = nn.ModuleList()
+        for i, (ch, depth) in enumerate(zip(cfg.enc_channels, cfg.enc_depths, strict=True)):
+            if i > 0:
+                self.enc_down.append(nn.Conv2d(4 * cfg.enc_channels[i - 1], ch, 1))
+            self.enc_levels.append(nn.ModuleList(
+                DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth)))
+        self.enc_attn = Attention(cfg.enc_channels[-1], cfg.attn_heads)
+        self.to_latent = nn.Conv2d(cfg.enc_channels[-1], cfg.latent_dim, 1)
+
+        self.rvq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+
+        # Synthesis: latent + received-mask channels in, pixel-shuffle upsampling to full size.
+        self.from_latent = nn.Conv2d(cfg.latent_dim + cfg.num_stages, cfg.dec_channels[0], 1)
+        self.dec_attn = Attention(cfg.dec_channels[0], cfg.attn_heads)
+        self.dec_levels = nn.ModuleList()
+        self.dec_up = nn.ModuleList()
+        film_width = 0
+        for i, (ch, depth) in enumerate(zip(cfg.dec_channels, cfg.dec_depths, strict=True)):
+            self.dec_levels.append(nn.ModuleList(
+                DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth)))
+            film_width += 2 * ch * depth
+            out_ch = cfg.dec_channels[i + 1] if i + 1 < len(cfg.dec_channels) else 3
+            self.dec_up.append(nn.Conv2d(ch, 4 * out_ch, 1))
+        # One (scale, bias) pair per block and channel, chosen by the number of stages present.
+        self.stage_film = nn.Embedding(cfg.num_stages, film_width)
+        nn.init.zeros_(self.stage_film.weight)
+
+    # -- analysis -------------------------------------------------------------------------------
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Image ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 16) -> latent ``[B, D, H/16, W/16]``."""
+        h = self.stem(F.pixel_unshuffle(x - 0.5, 4))
+        for i, blocks in enumerate(self.enc_levels):
+            if i > 0:
+                h = self.enc_down[i - 1](F.pixel_unshuffle(h, 2))
+            for block in blocks:
+                h = block(h)
+        return self.to_latent(self.enc_attn(h))
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent ``[B, D, h, w]`` -> (indices ``[B, S, h, w]``, codewords ``[B, S, D, h, w]``)."""
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        idx, cw = self.rvq.quantize(flat)
+        s = idx.shape[0]
+        indices = idx.reshape(s, b, h, w).transpose(0, 1)
+        codewords = cw.reshape(s, b, h, w, d).permute(1, 0, 4, 2, 3)
+        return indices, codewords
+
+    # -- synthesis ------------------------------------------------------------------------------
+    def assemble_latent(self, codewords: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
+        """Sum received codewords; fill holes in stage 1 from neighbouring stage-1 codewords.
+
+        ``codewords`` ``[B, S, D, h, w]``; ``received`` bool ``[B, S, h, w]``.
+        A missing index at a later stage contributes nothing.
+        """
+        base = fill_missing(codewords[:, 0], received[:, 0])
+        rest = (codewords[:, 1:] * received[:, 1:, None].to(codewords.dtype)).sum(1)
+        return base + rest
+
+    def synthesis(self, latent: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
+        """Latent ``[B, D, h, w]`` and mask ``[B, S, h, w]`` -> image ``[B, 3, 16h, 16w]``."""
+        cfg = self.config
+        mask = received.to(latent.dtype)
+        # Stage count for the modulation: the deepest stage that has anything at all.
+        present = received.flatten(2).any(-1)  # [B, S]
+        ranks = torch.arange(1, cfg.num_stages + 1, device=latent.device)
+        depth = (present * ranks).amax(1).clamp_min(1) - 1
+        films = self.stage_film(depth)[:, :, None, None]
+        offset = 0
+        h = self.dec_attn(self.from_latent(torch.cat([latent, mask], 1)))
+        for i, blocks in enumerate(self.dec_levels):
+            ch = cfg.dec_channels[i]
+            for block in blocks:
+                h = block(h, films[:, offset: offset + 2 * ch])
+                offset += 2 * ch
+            h = F.pixel_shuffle(self.dec_up[i](h), 2)
+        return h + 0.5
+
+    # -- convenience ----------------------------------------------------------------------------
+    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quantize(self.analysis(x))[0]
+
+    def decode_indices(self, indices: torch.Tensor,
+                       received: torch.Tensor | None = None) -> torch.Tensor:
+        if received is None:
+            received = torch.ones_like(indices, dtype=torch.bool)
+        codewords = self.rvq.lookup(indices.long())
+        return self.synthesis(self.assemble_latent(codewords, received), received)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,439 @@
+"""Training for the progressive RVQ codec.
+
+One backward pass covers every stage depth with ProGIC's weighting (each of the first N-1
+depths weighs p/(N-1), the full depth 1-p), on L1 + MS-SSIM. Codebooks start from k-means and
+follow EMAs, dead codes are revived, and per-stage codebook use is logged. Random index erasures
+teach the decoder to fill holes.
+
+    python -m codec.train --data ../shared/data/train --out runs/main --steps 20000
+    python -m codec.train --data ../shared/data/train --out runs/main --resume   # go on
+    python -m codec.train export runs/main/last.ckpt codec/weights/default.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_msssim import ms_ssim
+from torch import nn
+
+from codec.model import CodecConfig, ProgressiveCodec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 20000
+    batch_size: int = 8
+    crop_px: int = 160
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    stage_weight_p: float = 0.5
+    msssim_weight: float = 0.84
+    commit_weight: float = 0.25
+    erasure_prob: float = 0.5  # share of samples trained with random index holes
+    erasure_max_rate: float = 0.3
+    kmeans_batches: int = 24
+    dead_threshold: float = 0.05
+    gan_weight: float = 0.0  # > 0 turns on the optional PatchGAN phase
+    gan_start_step: int = 0
+    val_every: int = 500
+    ckpt_every: int = 200
+    log_every: int = 25
+    max_side_px: int = 1024
+    seed: int = 0
+    threads: int = 0
+    device: str = "cpu"
+    channels_last: bool = True
+    config: str = ""  # "tiny" or a JSON CodecConfig; empty is the default model
+    max_images: int = 0
+    progress: bool = True
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if any("kodak" in part.lower() for p in paths for part in p.parts):
+        raise ValueError(f"{folder} contains a Kodak folder: Kodak is for evaluation only")
+    if not paths:
+        raise FileNotFoundError(f"no images under {folder}")
+    return paths
+
+
+def load_corpus(paths: list[Path], max_side_px: int, min_side_px: int) -> list[np.ndarray]:
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            scale = max_side_px / max(im.size)
+            if scale < 1:
+                im = im.resize((round(im.width * scale), round(im.height * scale)),
+                               Image.Resampling.LANCZOS)
+            if min(im.size) >= min_side_px:
+                images.append(np.asarray(im))
+    return images
+
+
+def random_crops(images: list[np.ndarray], n: int, crop: int,
+                 rng: np.random.Generator) -> torch.Tensor:
+    out = np.empty((n, crop, crop, 3), np.uint8)
+    for i in range(n):
+        img = images[rng.integers(len(images))]
+        y = rng.integers(img.shape[0] - crop + 1)
+        x = rng.integers(img.shape[1] - crop + 1)
+        patch = img[y: y + crop, x: x + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        if rng.random() < 0.5:
+            patch = patch[::-1]
+        out[i] = patch
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
+
+
+def center_crops(images: list[np.ndarray], crop: int) -> torch.Tensor:
+    crops = []
+    for img in images:
+        y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
+        crops.append(img[y: y + crop, x: x + crop])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
+
+
+def stage_weights(num_stages: int, p: float) -> torch.Tensor:
+    """ProGIC weighting: the first N-1 depths share p, the full depth gets 1-p."""
+    if num_stages == 1:
+        return torch.ones(1)
+    return torch.tensor([p / (num_stages - 1)] * (num_stages - 1) + [1 - p])
+
+
+def depth_masks(received: torch.Tensor) -> torch.Tensor:
+    """``[B, S, h, w]`` -> ``[S*B, S, h, w]``: depth k keeps stages < k (depth-major order)."""
+    s = received.shape[1]
+    keep = torch.tril(torch.ones(s, s, dtype=torch.bool))  # row k-1 keeps stages 0..k-1
+    return (received[None] & keep[:, None, :, None, None]).flatten(0, 1)
+
+
+def random_erasures(b: int, s: int, h: int, w: int, prob: float, max_rate: float,
+                    gen: torch.Generator) -> torch.Tensor:
+    received = torch.ones(b, s, h, w, dtype=torch.bool)
+    holed = torch.rand(b, generator=gen) < prob
+    rates = torch.rand(b, generator=gen) * max_rate
+    drop = torch.rand(b, s, h, w, generator=gen) < rates[:, None, None, None]
+    received[holed] &= ~drop[holed]
+    return received
+
+
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN (70×70-style receptive field, 3 strided convs) for the optional phase."""
+
+    def __init__(self, ch: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * ch, 1, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x - 0.5)
+
+
+def msssim_window(crop_px: int) -> int:
+    # pytorch-msssim needs the short side > (win-1) * 2^4 for its 5 scales.
+    win = 11
+    while (win - 1) * 16 >= crop_px and win > 3:
+        win -= 2
+    return win
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device(cfg.device)
+        if cfg.config == "tiny":
+            self.model_cfg = CodecConfig.tiny()
+        elif cfg.config:
+            self.model_cfg = CodecConfig.from_dict(json.loads(cfg.config))
+        else:
+            self.model_cfg = CodecConfig()
+        self.net = ProgressiveCodec(self.model_cfg).to(self.device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.disc = self.disc_opt = None
+        if cfg.gan_weight > 0:
+            self.disc = PatchDiscriminator().to(self.device)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.step = 0
+        self.wall_s = 0.0
+        self.kmeans_done = False
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.weights = stage_weights(self.model_cfg.num_stages, cfg.stage_weight_p)
+        self.win = msssim_window(cfg.crop_px)
+        self.usage = torch.zeros(self.model_cfg.num_stages, self.model_cfg.codebook_size)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        paths = list_images(cfg.data)
+        if cfg.max_images:
+            paths = paths[: cfg.max_images]
+        # Every 20th image is held out for validation (never Kodak, which is evaluation only).
+        val_paths = paths[::20] if len(paths) >= 20 else paths[:1]
+        train_paths = [p for p in paths if p not in set(val_paths)] or paths
+        self.train_images = load_corpus(train_paths, cfg.max_side_px, cfg.crop_px)
+        self.val_images = load_corpus(val_paths, cfg.max_side_px, 256 if cfg.crop_px <= 256
+                                      else cfg.crop_px)
+        if not self.train_images:
+            raise ValueError(f"no image in {cfg.data} is at least {cfg.crop_px} px on each side")
+        self.val_crop = min(256, *(min(im.shape[:2]) for im in self.val_images)) // 16 * 16
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self) -> dict:
+        st = {"step": self.step, "wall_s": self.wall_s, "kmeans_done": self.kmeans_done,
+              "model": self.net.state_dict(), "opt": self.opt.state_dict(),
+              "config": self.model_cfg.to_dict(), "train_config": vars(self.cfg),
+              "rng": self.rng.bit_generator.state, "gen": self.gen.get_state()}
+        if self.disc is not None:
+            st["disc"], st["disc_opt"] = self.disc.state_dict(), self.disc_opt.state_dict()
+        return st
+
+    def save(self, name: str = "last.ckpt") -> None:
+        tmp = self.out / (name + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, self.out / name)
+
+    def load(self, path: Path) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.step, self.wall_s, self.kmeans_done = st["step"], st["wall_s"], st["kmeans_done"]
+        self.rng.bit_generator.state = st["rng"]
+        self.gen.set_state(st["gen"])
+        if self.disc is not None and "disc" in st:
+            self.disc.load_state_dict(st["disc"])
+            self.disc_opt.load_state_dict(st["disc_opt"])
+
+    def init_from_weights(self, path: Path) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=True)
+        self.net.load_state_dict(st["state_dict"])
+        self.kmeans_done = True
+
+    # -- steps ----------------------------------------------------------------------------------
+    def batch(self) -> torch.Tensor:
+        x = random_crops(self.train_images, self.cfg.batch_size, self.cfg.crop_px, self.rng)
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    @torch.no_grad()
+    def kmeans_init(self) -> None:
+        zs = [self.net.analysis(self.batch()) for _ in range(self.cfg.kmeans_batches)]
+        z = torch.cat([t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]) for t in zs])
+        self.net.rvq.init_kmeans(z.cpu(), seed=self.cfg.seed)
+        self.kmeans_done = True
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def reconstruct_all_depths(self, x: torch.Tensor, received: torch.Tensor | None = None):
+        net, s = self.net, self.model_cfg.num_stages
+        z = net.analysis(x)
+        b, d, h, w = z.shape
+        indices, codewords = net.quantize(z.detach())
+        if received is None:
+            received = torch.ones(b, s, h, w, dtype=torch.bool, device=z.device)
+        masks = depth_masks(received)
+        cw_rep = codewords.repeat(s, 1, 1, 1, 1)
+        latents = net.assemble_latent(cw_rep, masks)
+        # Straight-through: the decoder's gradient reaches the encoder as if quantization were identity.
+        latents = latents + (z - z.detach()).repeat(s, 1, 1, 1)
+        recon = net.synthesis(latents, masks)
+        return z, indices, codewords, recon
+
+    def losses(self, x: torch.Tensor, recon: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-depth L1 and (1 - MS-SSIM), each ``[S]``."""
+        s = self.model_cfg.num_stages
+        target = x.repeat(s, 1, 1, 1)
+        l1 = (recon - target).abs().flatten(1).mean(1).view(s, -1).mean(1)
+        msssim = ms_ssim(recon.float().clamp(0, 1), target.float(), data_range=1.0,
+                         size_average=False, win_size=self.win).view(s, -1).mean(1)
+        return l1, 1 - msssim
+
+    def train_step(self) -> dict:
+        cfg, net = self.cfg, self.net
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        x = self.batch()
+        b = x.shape[0]
+        h, w = x.shape[2] // 16, x.shape[3] // 16
+        s = self.model_cfg.num_stages
+        received = random_erasures(b, s, h, w, cfg.erasure_prob, cfg.erasure_max_rate, self.gen)
+        z, indices, codewords, recon = self.reconstruct_all_depths(x, received.to(self.device))
+        l1, dssim = self.losses(x, recon)
+        weights = self.weights.to(l1.device)
+        distortion = (weights * ((1 - cfg.msssim_weight) * l1 + cfg.msssim_weight * dssim)).sum()
+        zq = codewords.sum(1)
+        commit = F.mse_loss(z, zq.detach())
+        loss = distortion + cfg.commit_weight * commit
+        gan_g = torch.zeros(())
+        use_gan = self.disc is not None and self.step >= cfg.gan_start_step
+        if use_gan:
+            full = recon[-b:]
+            gan_g = -self.disc(full).mean()
+            loss = loss + cfg.gan_weight * gan_g
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        self.opt.step()
+        if use_gan:
+            d_real = self.disc(x)
+            d_fake = self.disc(recon[-b:].detach())
+            d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+
+        # EMA codebook update on the residual each stage saw.
+        zf = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        cw = codewords.permute(1, 0, 3, 4, 2).reshape(s, -1, z.shape[1])
+        before = torch.cat([torch.zeros_like(cw[:1]), cw.cumsum(0)[:-1]])
+        residuals = (zf[None] - before).cpu()
+        idx = indices.transpose(0, 1).reshape(s, -1).cpu()
+        revived = net.rvq.ema_update(residuals, idx, cfg.dead_threshold)
+        for st in range(s):
+            self.usage[st] += torch.bincount(idx[st], minlength=self.model_cfg.codebook_size)
+        self.step += 1
+        return {"loss": loss.item(), "commit": commit.item(),
+                "l1": l1.tolist(), "dssim": dssim.tolist(), "revived": revived.tolist(),
+                "gan_g": float(gan_g)}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.net.eval()
+        x = center_crops(self.val_images, self.val_crop).to(self.device)
+        psnr, msssim = [], []
+        for i in range(0, len(x), 8):
+            xb = x[i: i + 8]
+            _, _, _, recon = self.reconstruct_all_depths(xb)
+            s = self.model_cfg.num_stages
+            target = xb.repeat(s, 1, 1, 1)
+            recon = recon.clamp(0, 1)
+            mse = (recon - target).pow(2).flatten(1).mean(1).view(s, -1)
+            psnr.append(-10 * torch.log10(mse))
+            win = msssim_window(self.val_crop)
+            msssim.append(ms_ssim(recon, target, data_range=1.0, size_average=False,
+                                  win_size=win).view(s, -1))
+        self.net.train()
+        return {"val_psnr": torch.cat(psnr, 1).mean(1).tolist(),
+                "val_msssim": torch.cat(msssim, 1).mean(1).tolist()}
+
+    def codebook_usage(self) -> list[float]:
+        used = (self.usage > 0).float().mean(1).tolist()
+        self.usage.zero_()
+        return used
+
+    def run(self) -> None:
+        cfg = self.cfg
+        log = open(self.out / "log.jsonl", "a")
+        if not self.kmeans_done:
+            self.kmeans_init()
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.steps, initial=self.step, dynamic_ncols=True, file=sys.stderr)
+        self.net.train()
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()
+            stats = self.train_step()
+            self.wall_s += time.perf_counter() - t0
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", dssim5=f"{stats['dssim'][-1]:.3f}")
+            record = {"step": self.step, "wall_s": round(self.wall_s, 1),
+                      "lr": self.lr_at(self.step)}
+            if self.step % cfg.log_every == 0:
+                record.update(stats)
+                record["codebook_usage"] = self.codebook_usage()
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                record.update(self.validate())
+            if len(record) > 3:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                self.save()
+        if bar is not None:
+            bar.close()
+        log.close()
+
+
+def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
+    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
+    st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
+    meta = {"name": name, "model_id": model_id, "config": st["config"],
+            "step": st["step"], "train_wall_s": st["wall_s"],
+            "hardware": f"{platform.processor() or platform.machine()}, "
+                        f"{torch.get_num_threads()} threads, torch {torch.__version__}"}
+    torch.save({"state_dict": state_dict, **meta}, dest)
+    return meta
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(prog="codec.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder of training images (never Kodak)")
+    p.add_argument("--out", required=True, help="run folder for checkpoints and log.jsonl")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument("--init-weights", default="", help="start from exported weights (fine-tune)")
+    for f, default in vars(TrainConfig(data="", out="")).items():
+        if f in ("data", "out"):
+            continue
+        flag = "--" + f.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default)
+        else:
+            p.add_argument(flag, type=type(default), default=default)
+    args = p.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":
+        meta = export_weights(Path(argv[1]), Path(argv[2]))
+        print(json.dumps(meta, indent=1))
+        return
+    args = parse_args(argv)
+    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    trainer = Trainer(TrainConfig(**fields))
+    last = Path(args.out) / "last.ckpt"
+    if args.resume and last.exists():
+        trainer.load(last)
+        print(f"resumed at step {trainer.step}", file=sys.stderr)
+    elif args.init_weights:
+        trainer.init_from_weights(Path(args.init_weights))
+    trainer.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Scenario presets shipped with satlink (installed as the package ``satlink.presets``)."""
