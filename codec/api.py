@@ -117,7 +117,7 @@ class Codec:
         if h * w > self.max_pixels:
             raise CodecInputError(f"image is {w}×{h} = {h * w} px, over the limit of "
                                   f"{self.max_pixels} px (raise max_pixels to allow it)")
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255)
+        x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255)
         f = self.config.downsample
         pad_h, pad_w = (-h) % f, (-w) % f
         # Mirror padding keeps edge statistics, so the crop back shows no seam at the border.

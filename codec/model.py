@@ -126,6 +126,8 @@ class ResidualVQ(nn.Module):
         self.register_buffer("codebooks", torch.randn(num_stages, codebook_size, dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(num_stages, codebook_size))
         self.register_buffer("ema_sum", self.codebooks.clone())
+        # Training steps since each code was last chosen; drives dead-code revival.
+        self.register_buffer("steps_unused", torch.zeros(num_stages, codebook_size))
 
     @staticmethod
     def _nearest(r: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
@@ -172,12 +174,13 @@ class ResidualVQ(nn.Module):
             self.codebooks[s] = cb
             self.ema_sum[s] = cb
             self.ema_count[s] = 1.0
+            self.steps_unused[s] = 0
             residual = residual - cb[self._nearest(residual, cb)]
 
     @torch.no_grad()
     def ema_update(self, residuals: torch.Tensor, indices: torch.Tensor,
-                   dead_threshold: float = 0.05) -> torch.Tensor:
-        """EMA step for every stage, then revive codes whose usage fell under ``dead_threshold``.
+                   dead_after_steps: int = 20) -> torch.Tensor:
+        """EMA step for every stage, then revive codes unused for ``dead_after_steps`` steps.
 
         ``residuals`` is ``[S, N, D]`` (the vector each stage saw), ``indices`` ``[S, N]``.
         Returns the number of revived codes per stage.
@@ -192,12 +195,21 @@ class ResidualVQ(nn.Module):
             n = self.ema_count[s].sum()
             count = (self.ema_count[s] + 1e-5) / (n + self.codebook_size * 1e-5) * n
             self.codebooks[s] = self.ema_sum[s] / count[:, None]
-            dead = (self.ema_count[s] < dead_threshold).nonzero().flatten()
+            self.steps_unused[s] += 1
+            self.steps_unused[s, counts > 0] = 0
+            dead = (self.steps_unused[s] >= dead_after_steps).nonzero().flatten()
             if len(dead):
-                pick = r[torch.randint(len(r), (len(dead),))]
+                # Restart dead codes on the worst-served vectors of this batch: they are where
+                # a new code cuts the most error.
+                err = (r - self.codebooks[s][idx]).pow(2).sum(1)
+                worst = err.topk(min(len(r), 4 * len(dead))).indices
+                pick = r[worst[torch.randint(len(worst), (len(dead),))]]
+                pick = pick + 1e-3 * pick.std() * torch.randn_like(pick)
+                mean_count = self.ema_count[s].mean()
                 self.codebooks[s, dead] = pick
-                self.ema_sum[s, dead] = pick
-                self.ema_count[s, dead] = 1.0
+                self.ema_sum[s, dead] = pick * mean_count
+                self.ema_count[s, dead] = mean_count
+                self.steps_unused[s, dead] = 0
                 revived[s] = len(dead)
         return revived
 

@@ -49,7 +49,7 @@ class TrainConfig:
     erasure_prob: float = 0.5  # share of samples trained with random index holes
     erasure_max_rate: float = 0.3
     kmeans_batches: int = 24
-    dead_threshold: float = 0.05
+    dead_after_steps: int = 20
     gan_weight: float = 0.0  # > 0 turns on the optional PatchGAN phase
     gan_start_step: int = 0
     val_every: int = 500
@@ -165,6 +165,7 @@ class Trainer:
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
         self.device = torch.device(cfg.device)
         if cfg.config == "tiny":
             self.model_cfg = CodecConfig.tiny()
@@ -198,11 +199,10 @@ class Trainer:
         val_paths = paths[::20] if len(paths) >= 20 else paths[:1]
         train_paths = [p for p in paths if p not in set(val_paths)] or paths
         self.train_images = load_corpus(train_paths, cfg.max_side_px, cfg.crop_px)
-        self.val_images = load_corpus(val_paths, cfg.max_side_px, 256 if cfg.crop_px <= 256
-                                      else cfg.crop_px)
-        if not self.train_images:
+        self.val_images = load_corpus(val_paths, cfg.max_side_px, cfg.crop_px)
+        if not self.train_images or not self.val_images:
             raise ValueError(f"no image in {cfg.data} is at least {cfg.crop_px} px on each side")
-        self.val_crop = min(256, *(min(im.shape[:2]) for im in self.val_images)) // 16 * 16
+        self.val_crop = min([256] + [min(im.shape[:2]) for im in self.val_images]) // 16 * 16
 
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -319,7 +319,7 @@ class Trainer:
         before = torch.cat([torch.zeros_like(cw[:1]), cw.cumsum(0)[:-1]])
         residuals = (zf[None] - before).cpu()
         idx = indices.transpose(0, 1).reshape(s, -1).cpu()
-        revived = net.rvq.ema_update(residuals, idx, cfg.dead_threshold)
+        revived = net.rvq.ema_update(residuals, idx, cfg.dead_after_steps)
         for st in range(s):
             self.usage[st] += torch.bincount(idx[st], minlength=self.model_cfg.codebook_size)
         self.step += 1

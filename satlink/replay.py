@@ -1,0 +1,398 @@
+"""One replay: an image through the codec, the packetizer, a scenario's link and the receiver.
+
+>>> from satlink.replay import replay
+>>> result = replay("bds3-rsmc-geo", seed=1, out_dir="out")        # doctest: +SKIP
+>>> result.summary["time_to_first_preview_s"]                        # doctest: +SKIP
+60.25
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import satlink
+from codec import Codec, ProgressiveCode, default_codec, load_image
+from satlink import report
+from satlink.channel import Trace
+from satlink.packets import (
+    CONTENT_TYPES,
+    fragment,
+    packetize,
+    packetize_bytes,
+    parse_fragment,
+    parse_packet,
+)
+from satlink.receiver import Arrival, DecodeCache, Preview, Receiver
+from satlink.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+
+MSSSIM_TARGETS = (0.8, 0.9)
+
+
+def default_image() -> np.ndarray:
+    """The built-in source image: scikit-image's astronaut (512×512, public domain, NASA)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def _integrity_check(fragmented: bool):
+    """The receiver's CRC as the channel's judge of corruption (for ARQ on bit errors)."""
+    parse = parse_fragment if fragmented else parse_packet
+
+    def check(payload: bytes) -> bool:
+        try:
+            parse(payload)
+        except ValueError:
+            return False
+        return True
+
+    return check
+
+
+@dataclass
+class TransmitPlan:
+    """What the sender puts on the link: wire messages, each with its logical packet."""
+
+    messages: list[bytes]
+    reliable: list[bool]
+    packet_of_message: list[int]
+    packet_count: int
+
+
+def plan_transmission(packets: Sequence[bytes], scenario: Scenario,
+                      reliable_packets: Sequence[bool]) -> TransmitPlan:
+    """Fragment packets to the service's message cap when the scenario says so."""
+    mtu = scenario.packets.fragment_bytes
+    if mtu is None:
+        return TransmitPlan(list(packets), list(reliable_packets), list(range(len(packets))),
+                            len(packets))
+    messages, reliable, owner = [], [], []
+    for i, (p, r) in enumerate(zip(packets, reliable_packets, strict=True)):
+        for frag in fragment(p, mtu):
+            messages.append(frag)
+            reliable.append(r)
+            owner.append(i)
+    return TransmitPlan(messages, reliable, owner, len(packets))
+
+
+def encode_payload(image: np.ndarray, payload: str, scenario: Scenario, *,
+                   budget_packets: int | None, message_id: int,
+                   codec: Codec) -> tuple[list[bytes], list[bool], dict[str, Any]]:
+    """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``)."""
+    size = scenario.packets.size_bytes
+    if payload == "rvq":
+        code = codec.encode(image)
+        packets = packetize(code, size, message_id=message_id, order=scenario.packets.order,
+                            interleave=scenario.packets.interleave)
+        reliable = [parse_packet(p).stage == 0 for p in packets]
+        return packets, reliable, {"payload": "rvq", "code": code}
+    from codec.eval import best_fit_classical
+
+    if budget_packets is None:
+        raise ValueError("budget_packets is needed for a classical payload")
+    capacity = budget_packets * _bytes_capacity(size)
+    fit = best_fit_classical(image, payload, capacity)
+    if fit is None:
+        raise ValueError(f"no {payload} file of {image.shape[1]}×{image.shape[0]} px fits "
+                         f"{budget_packets} packets ({capacity} payload bytes)")
+    content_type = {"avif": "image/avif", "jxl": "image/jxl", "jpeg": "image/jpeg"}[payload]
+    assert content_type in CONTENT_TYPES.values()
+    packets = packetize_bytes(fit.data, size, message_id=message_id, content_type=content_type)
+    return packets, [True] * len(packets), {"payload": payload, "file_bytes": len(fit.data),
+                                            "quality": fit.quality, "scale": fit.scale}
+
+
+def _bytes_capacity(packet_size_bytes: int) -> int:
+    from satlink.packets import byte_capacity
+
+    return byte_capacity(packet_size_bytes)
+
+
+@dataclass
+class ReplayResult:
+    scenario: Scenario
+    seed: int
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]]
+    previews: list[Preview]
+    trace: Trace | None
+    interrupted: bool = False
+    out_dir: Path | None = None
+    windows_s: list[tuple[float, float]] = field(default_factory=list)
+
+    def summary_table(self) -> str:
+        s = self.summary
+
+        def fmt_t(v):
+            return "never" if v is None else f"{v:,.1f} s"
+
+        def fmt(v, spec):
+            return "-" if v is None else format(v, spec)
+
+        c = s["counts"]
+        lines = [
+            f"scenario              {s['scenario']['scenario']['name']}  (seed {s['seed']})",
+            f"image                 {s['image']['label']}  {s['image']['width_px']}×"
+            f"{s['image']['height_px']} px",
+            f"packets               {c['packets']} × {s['packet_size_bytes']} B"
+            f"  ({c['wire_messages']} messages on the wire)",
+            f"sent / delivered      {c['transmissions']} / {c['delivered']}",
+            f"lost / corrupted      {c['lost']} / {c['corrupted']}",
+            f"retransmitted         {c['retransmitted']}   dropped {c['dropped']}",
+            f"previews              {len(self.previews)}",
+            f"first preview         {fmt_t(s['time_to_first_preview_s'])}",
+            f"MS-SSIM ≥ 0.9         {fmt_t(s['time_to_msssim_0.9_s'])}",
+            f"full quality          {fmt_t(s['time_to_full_quality_s'])}",
+            f"final PSNR            {fmt(s['final_psnr_db'], '.2f')} dB",
+            f"final MS-SSIM         {fmt(s['final_ms_ssim'], '.4f')}",
+        ]
+        if self.interrupted:
+            lines.append("INTERRUPTED: files hold what arrived before Ctrl-C")
+        return "\n".join(lines)
+
+
+def _versions(codec: Codec) -> dict[str, str]:
+    import simpy
+    import torch
+
+    return {"satlink": satlink.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "simpy": simpy.__version__,
+            "model": codec.name, "model_id": str(codec.model_id)}
+
+
+def _first_time(previews: Sequence[Preview], pred) -> float | None:
+    return next((p.t_arrival_s for p in previews if pred(p)), None)
+
+
+def build_summary(scenario: Scenario, seed: int, image_label: str, image: np.ndarray,
+                  codec: Codec, payload_info: dict, plan: TransmitPlan,
+                  previews: Sequence[Preview], trace_rows: Sequence[dict],
+                  arrivals: Sequence[Arrival], interrupted: bool) -> dict[str, Any]:
+    outcomes = [r["outcome"] for r in trace_rows]
+    verdicts = [a.verdict for a in arrivals]
+    last = previews[-1] if previews else None
+    final = last.scores if last else {}
+    full = _first_time(previews, lambda p: p.indices_received == p.indices_total)
+    summary = {
+        "scenario": scenario.to_dict(),
+        "seed": seed,
+        "versions": _versions(codec),
+        "image": {"label": image_label, "height_px": int(image.shape[0]),
+                  "width_px": int(image.shape[1])},
+        "payload": {k: v for k, v in payload_info.items() if k != "code"},
+        "packet_size_bytes": scenario.packets.size_bytes,
+        "time_to_first_preview_s": previews[0].t_arrival_s if previews else None,
+        "time_to_full_quality_s": full,
+        "final_psnr_db": final.get("psnr"),
+        "final_ms_ssim": final.get("ms-ssim"),
+        "final_stages_complete": last.stages_complete if last else 0,
+        "counts": {
+            "packets": plan.packet_count,
+            "wire_messages": len(plan.messages),
+            "transmissions": sum(o not in ("dropped-queue", "dropped-visibility")
+                                 for o in outcomes),
+            "delivered": outcomes.count("delivered"),
+            "lost": outcomes.count("lost"),
+            # The receiver's CRC, not the channel, decides what is corrupt.
+            "corrupted": verdicts.count("corrupted"),
+            "retransmitted": outcomes.count("retransmitted"),
+            "dropped": outcomes.count("dropped-queue") + outcomes.count("dropped-visibility"),
+            "waited_for_visibility": outcomes.count("waited-for-visibility"),
+            "accepted": verdicts.count("accepted"),
+            "duplicates": verdicts.count("duplicate"),
+            "rejected": verdicts.count("rejected"),
+        },
+        "previews": len(previews),
+        "interrupted": interrupted,
+    }
+    for target in MSSSIM_TARGETS:
+        summary[f"time_to_msssim_{target}_s"] = _first_time(
+            previews, lambda p, t=target: p.scores.get("ms-ssim", -1) >= t)
+    return summary
+
+
+def join_rows(trace_rows: Sequence[dict], arrivals: Sequence[Arrival],
+              plan: TransmitPlan) -> list[dict[str, Any]]:
+    """The channel trace, one row per event, joined with what the receiver made of arrivals."""
+    by_arrival: dict[tuple[int, float], list[Arrival]] = {}
+    for a in arrivals:
+        by_arrival.setdefault((a.wire_seq, a.t_arrival_s), []).append(a)
+    rows = []
+    for r in trace_rows:
+        row = dict(r)
+        row["packet_seq"] = plan.packet_of_message[r["seq"]]
+        hits = by_arrival.get((r["seq"], r["t_arrival_s"]))
+        a = hits.pop(0) if hits else None
+        row["rx_verdict"] = a.verdict if a else ""
+        row["rx_reason"] = a.reason if a else ""
+        p = a.preview if a else None
+        row["preview"] = p.number if p else ""
+        row["indices_received"] = p.indices_received if p else ""
+        row["stages_complete"] = p.stages_complete if p else ""
+        for k, v in (p.scores.items() if p else ()):
+            row[k] = v
+        rows.append(row)
+    return rows
+
+
+def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
+           image: str | Path | np.ndarray | None = None, *, seed: int = 0,
+           out_dir: str | Path | None = None, overrides: Sequence[str] = (),
+           codec: Codec | None = None, progress: bool = False, order: str | None = None,
+           interleave: bool | None = None, payload: str = "rvq",
+           budget_packets: int | None = None, lpips_weights: str | Path | None = None,
+           dists_weights: str | Path | None = None, cache: DecodeCache | None = None,
+           keep_images: bool = True, message_id: int = 1) -> ReplayResult:
+    """Replay one transfer and, with ``out_dir``, write the full report folder.
+
+    ``scenario`` is a preset name, a TOML path or a :class:`Scenario`; ``overrides`` are
+    ``key=value`` strings as on the command line. ``payload`` is ``"rvq"`` (the progressive
+    code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``.
+    """
+    extra = list(overrides)
+    if order is not None:
+        extra.append(f'packets.order="{order}"')
+    if interleave is not None:
+        extra.append(f"packets.interleave={'true' if interleave else 'false'}")
+    sc = scenario if isinstance(scenario, Scenario) and not extra else load_scenario(
+        scenario.origin if isinstance(scenario, Scenario) else scenario, overrides=extra)
+    if image is None:
+        source, label = default_image(), "skimage astronaut (built-in)"
+    else:
+        source = load_image(image)
+        label = str(image) if isinstance(image, str | Path) else "array"
+    codec = codec or default_codec()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _prepare_out(out)
+
+    packets, reliable, info = encode_payload(source, payload, sc, budget_packets=budget_packets,
+                                             message_id=message_id, codec=codec)
+    plan = plan_transmission(packets, sc, reliable)
+    fragmented = sc.packets.fragment_bytes is not None
+    perceptual = _perceptual(lpips_weights, dists_weights)
+    rx = Receiver(codec, source, packet_size_bytes=sc.packets.size_bytes, fragmented=fragmented,
+                  perceptual=perceptual, cache=cache, keep_images=keep_images or out is not None)
+    link = sc.build_link(np.random.SeedSequence(seed), integrity_check=_integrity_check(fragmented))
+    run = link.stream(plan.messages, plan.reliable)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.packet_count, unit="pkt", desc=f"replay {sc.name}",
+                   dynamic_ncols=True)
+    arrivals: list[Arrival] = []
+    interrupted = False
+    try:
+        for delivery in run:
+            arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
+            arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
+            arrivals.append(arrival)
+            if arrival.preview is not None and out is not None:
+                report.save_png(out / "previews" / f"{arrival.preview.number:03d}.png",
+                                arrival.preview.image)
+            if bar is not None and arrival.verdict == "accepted":
+                bar.update(1)
+                if arrival.preview is not None and arrival.preview.scores:
+                    bar.set_postfix(t=f"{delivery.t_arrival_s:,.0f}s",
+                                    msssim=f"{arrival.preview.scores['ms-ssim']:.3f}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    trace = None if interrupted else run.trace
+    trace_rows = list(trace.rows()) if trace is not None else _rows_from_arrivals(arrivals)
+    summary = build_summary(sc, seed, label, source, codec, info, plan, rx.previews, trace_rows,
+                            arrivals, interrupted)
+    rows = join_rows(trace_rows, arrivals, plan)
+    windows = _visibility_windows(sc, rows)
+    result = ReplayResult(sc, seed, summary, rows, rx.previews, trace, interrupted, out, windows)
+    if out is not None:
+        write_outputs(result)
+    return result
+
+
+def _rows_from_arrivals(arrivals: Sequence[Arrival]) -> list[dict[str, Any]]:
+    # After Ctrl-C the trace is incomplete; what arrived is still worth a valid CSV.
+    return [{"seq": a.wire_seq, "t_arrival_s": a.t_arrival_s,
+             "outcome": "delivered"} for a in arrivals]
+
+
+def _visibility_windows(sc: Scenario, rows: Sequence[dict]) -> list[tuple[float, float]]:
+    """Visibility windows up to the last event, for shading the timeline."""
+    times = [r.get(k) for r in rows for k in ("t_arrival_s", "t_tx_end_s")]
+    horizon = max((t for t in times if t is not None and np.isfinite(t)), default=0.0) * 1.05
+    v = sc.channel.visibility
+    if v.mode == "windows":
+        return [(float(a), float(b)) for a, b in v.windows_s if a <= horizon]
+    if v.mode == "periodic":
+        duration = sc.channel.window_duration_s() or 0.0
+        k_max = int((horizon - v.first_start_s) // v.period_s) + 1
+        return [(v.first_start_s + k * v.period_s, v.first_start_s + k * v.period_s + duration)
+                for k in range(max(k_max, 0) + 1)]
+    return []
+
+
+def _perceptual(lpips_weights, dists_weights) -> dict[str, object]:
+    from codec.metrics import load_perceptual
+
+    out = {}
+    if lpips_weights is not None:
+        out["lpips"] = load_perceptual("lpips", lpips_weights)
+    if dists_weights is not None:
+        out["dists"] = load_perceptual("dists", dists_weights)
+    return out
+
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    previews = out / "previews"
+    if previews.is_dir():  # a re-run into the same folder must not mix old frames in
+        for old in previews.glob("*.png"):
+            old.unlink()
+
+
+def write_outputs(result: ReplayResult) -> None:
+    """Everything of the report folder except the previews (written as they arrive)."""
+    out = result.out_dir
+    assert out is not None
+    report.write_json(out / "summary.json", result.summary)
+    report.write_csv(out / "packets.csv", result.rows)
+    frames = [p.image for p in result.previews if p.image is not None]
+    labels = [_label(p) for p in result.previews]
+    report.write_contact_sheet(out / "contact_sheet.png", frames, labels)
+    report.write_gif(out / "progressive.gif", frames, labels)
+    name = result.scenario.name
+    if result.previews:
+        n = [p.number for p in result.previews]
+        ps = [p.scores.get("psnr", math.nan) for p in result.previews]
+        ms = [p.scores.get("ms-ssim", math.nan) for p in result.previews]
+        report.plot_quality(out / "quality_vs_packets.png", n, ps, ms,
+                            "packets accepted (count)", f"{name}: quality vs packets received")
+        scale, unit = report._time_axis(p.t_arrival_s for p in result.previews)
+        t = [p.t_arrival_s / scale for p in result.previews]
+        report.plot_quality(out / "quality_vs_time.png", t, ps, ms, f"arrival time ({unit})",
+                            f"{name}: quality vs time", step=True)
+    report.plot_timeline(out / "timeline.png", result.rows, result.windows_s,
+                         f"{name}: transmissions by outcome")
+
+
+def _label(p: Preview) -> str:
+    if not p.scores:
+        return f"#{p.number}"
+    return f"#{p.number} {p.scores['psnr']:.1f}dB {p.scores['ms-ssim']:.3f}"

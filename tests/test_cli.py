@@ -1,0 +1,108 @@
+"""The `satlink` command: the user's test bench and its error handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from satlink.cli import main
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "small.png"
+    Image.fromarray(data.coffee()[100:228, 200:392]).save(path)  # 192×128
+    return path
+
+
+def test_encode_writes_fixed_size_numbered_files(image_path, tmp_path, capsys):
+    assert main(["encode", str(image_path), "--out", str(tmp_path / "p")]) == 0
+    files = sorted((tmp_path / "p").iterdir())
+    assert [f.name for f in files] == [f"packet_{i:05d}.bin" for i in range(len(files))]
+    assert {f.stat().st_size for f in files} == {360}
+    assert f"wrote {len(files)} packets" in capsys.readouterr().out
+
+
+def test_decode_reports_missing_and_corrupt_and_still_writes(image_path, tmp_path, capsys):
+    pdir = tmp_path / "p"
+    main(["encode", str(image_path), "--out", str(pdir), "--packet-size", "120"])
+    files = sorted(pdir.iterdir())
+    files[-1].unlink()
+    blob = bytearray(files[1].read_bytes())
+    blob[30] ^= 0x04
+    files[1].write_bytes(bytes(blob))
+    (pdir / "junk.bin").write_bytes(b"not a packet")
+    capsys.readouterr()
+    out_png = tmp_path / "preview.png"
+    assert main(["decode", str(pdir), "--out", str(out_png)]) == 0
+    text = capsys.readouterr().out
+    assert f"accepted {len(files) - 2} of {len(files)} packets, rejected 2, missing 2" in text
+    assert "CRC" in text
+    assert Image.open(out_png).size == (192, 128)
+
+
+def test_decode_of_empty_folder_is_one_clear_line(tmp_path, capsys):
+    assert main(["decode", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("satlink: error: no packet files") and err.count("\n") == 1
+
+
+def test_replay_bad_inputs_exit_nonzero_with_one_line(image_path, tmp_path, capsys):
+    cases = [
+        ["replay", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")],
+        ["replay", "no-such-scenario", "--out", str(tmp_path / "o")],
+        ["replay", "--set", "channel.loss.p=1.5", "--out", str(tmp_path / "o")],
+        ["replay", "--image", str(image_path), "--out", str(image_path / "sub")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("satlink: error: ") and err.count("\n") == 1, err
+        assert "Traceback" not in err
+
+
+def test_replay_cli_writes_the_folder(image_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["replay", "--image", str(image_path), "--out", str(out), "--quiet",
+                 "--set", "channel.loss.model='none'"]) == 0
+    text = capsys.readouterr().out
+    assert "final MS-SSIM" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["lost"] == 0
+    assert summary["scenario"]["scenario"]["overrides"] == ["channel.loss.model='none'"]
+
+
+def test_budget_json_has_the_documented_keys(capsys):
+    assert main(["budget", "bds3-rsmc-geo", "--json"]) == 0
+    budget = json.loads(capsys.readouterr().out)
+    for key in ("freq_hz", "slant_range_km", "fspl_db", "eirp_dbw", "losses_db", "gt_dbk",
+                "cn0_dbhz", "rate_bps", "ebn0_db", "required_ebn0_db", "margin_db", "ber",
+                "packet_bits", "per"):
+        assert key in budget, key
+    assert main(["budget", "leo-pass-budget", "--json"]) == 0
+    over_pass = json.loads(capsys.readouterr().out)
+    assert isinstance(over_pass, list) and len(over_pass) > 2
+
+
+def test_scenarios_lists_presets(capsys):
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bds3-rsmc-geo", "bds3-gsmc-meo", "iridium-sbd", "leo-pass-budget",
+                 "geo-burst-arq"):
+        assert name in out
+
+
+def test_console_script_debug_shows_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "satlink.cli", "--debug", "decode", str(tmp_path), "--out",
+           str(tmp_path / "x.png")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

@@ -1,0 +1,352 @@
+"""Scenarios: presets, schema validation with clear errors, --set overrides, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from satlink.channel import Link
+from satlink.linkbudget import budget_for_scenario, format_budget_table
+from satlink.scenario import (
+    DEFAULT_SCENARIO,
+    Scenario,
+    ScenarioError,
+    apply_overrides,
+    list_presets,
+    load_scenario,
+    parse_scenario,
+)
+
+PRESETS = ["bds3-gsmc-meo", "bds3-rsmc-geo", "geo-burst-arq", "iridium-sbd", "leo-pass-budget"]
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+[scenario]
+name = "mini"
+
+[channel]
+rate_bps = 1200.0
+
+[channel.loss]
+model = "bernoulli"
+p = 0.1
+"""
+
+
+# --- presets -------------------------------------------------------------------------------------
+
+
+def test_presets_are_listed_and_the_default_is_one() -> None:
+    assert list_presets() == PRESETS
+    assert DEFAULT_SCENARIO == "bds3-rsmc-geo"
+    assert load_scenario().name == DEFAULT_SCENARIO
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_loads_states_its_source_and_runs(name: str) -> None:
+    s = load_scenario(name)
+    assert s.name == name
+    assert s.info.source and s.info.description
+    text = (importlib.resources.files("satlink.presets") / f"{name}.toml").read_text()
+    assert text.lstrip().startswith("#") and ("Source" in text)
+    _, trace = s.build_link(seed=1).run([bytes(s.packets.wire_bytes)] * 10)
+    assert len(trace) >= 10
+    budget = budget_for_scenario(s)
+    assert format_budget_table(budget)
+    json.dumps(budget)
+    json.dumps(s.to_dict())
+
+
+def test_bds3_rsmc_geo_figures() -> None:
+    s = load_scenario("bds3-rsmc-geo")
+    assert s.packets.size_bytes == 360 and 8 * s.packets.size_bytes <= 14_000
+    assert s.channel.min_interval_s == 60.0
+    d = s.channel.delay
+    per_hop = d.nominal_delay_s() / d.hops
+    assert 0.12 <= per_hop <= 0.135
+    assert (s.channel.loss.model, s.channel.loss.p) == ("bernoulli", 0.004)
+
+
+def test_bds3_gsmc_meo_figures() -> None:
+    s = load_scenario("bds3-gsmc-meo")
+    assert s.packets.size_bytes == 360 and s.packets.fragment_bytes == 70
+    assert s.channel.max_message_bytes == 70 and s.budget is not None
+    assert s.budget.packet_bytes == 70  # PER is per message on the wire
+    d = s.channel.delay
+    assert 0.072 <= d.nominal_delay_s() / d.hops <= 0.087
+    assert d.nominal_delay_s(elevation_deg=90.0) / d.hops == pytest.approx(0.0718, abs=1e-4)
+    assert d.nominal_delay_s(elevation_deg=10.0) / d.hops == pytest.approx(0.0870, abs=1e-4)
+    assert s.channel.loss.p == pytest.approx(0.035)
+
+
+def test_iridium_sbd_figures() -> None:
+    s = load_scenario("iridium-sbd")
+    assert s.packets.size_bytes == 340 and s.channel.max_message_bytes == 340
+    assert s.channel.min_interval_s == 40.0
+    assert s.channel.loss.model == "gilbert-elliott"
+    assert s.channel.visibility.mode == "periodic"  # pass gaps
+    assert s.channel.delay.altitude_km == pytest.approx(781.0)
+
+
+def test_leo_pass_budget_figures() -> None:
+    s = load_scenario("leo-pass-budget")
+    assert s.channel.rate_bps == 2400.0 and s.channel.delay.altitude_km == 550.0
+    assert s.channel.delay.elevation_mode == "pass" and s.channel.loss.model == "bit-errors"
+    steps = budget_for_scenario(s)
+    assert isinstance(steps, list) and len(steps) > 5
+    assert steps[0]["per"] > 0.5 > 0.01 > min(x["per"] for x in steps)
+
+
+def test_geo_burst_arq_figures() -> None:
+    s = load_scenario("geo-burst-arq")
+    assert s.channel.loss.model == "gilbert-elliott" and s.channel.loss.stationary_loss() > 0.15
+    assert s.channel.arq.mode == "selective-repeat" and s.channel.arq.max_retries > 0
+
+
+def test_budget_takes_rate_size_and_geometry_from_the_channel() -> None:
+    s = load_scenario("bds3-rsmc-geo", ["channel.rate_bps=1200", "channel.delay.elevation_deg=20"])
+    assert s.budget is not None
+    assert s.budget.rate_bps == 1200.0 and s.budget.elevation_deg == 20.0
+    assert s.budget.packet_bytes == 360
+    assert s.channel.budget == s.budget
+
+
+# --- overrides -----------------------------------------------------------------------------------
+
+
+def test_set_overrides_any_key() -> None:
+    s = load_scenario(
+        "bds3-rsmc-geo",
+        [
+            "channel.loss.p=0.1",
+            "channel.arq.mode=selective-repeat",  # bare words are strings
+            'scenario.description="edited"',
+            "channel.visibility.mode='windows'",
+            "channel.visibility.windows_s=[[0, 600], [1000, 1600.5]]",
+            "packets.interleave=true",
+        ],
+    )
+    assert s.channel.loss.p == 0.1
+    assert s.channel.arq.mode == "selective-repeat"
+    assert s.info.description == "edited"
+    assert s.channel.visibility.windows_s == ((0.0, 600.0), (1000.0, 1600.5))
+    assert s.packets.interleave is True
+    assert s.overrides[0] == "channel.loss.p=0.1"
+
+
+def test_apply_overrides_creates_tables_and_copies() -> None:
+    data = {"channel": {"rate_bps": 1.0}}
+    out = apply_overrides(data, ["channel.arq.max_retries=4", "channel.rate_bps=2.5"])
+    assert out == {"channel": {"rate_bps": 2.5, "arq": {"max_retries": 4}}}
+    assert data == {"channel": {"rate_bps": 1.0}}  # the input is untouched
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("channel.loss.p", r"expected KEY=VALUE"),
+        ("=3", r"dotted names"),
+        ("channel..p=3", r"dotted names"),
+        ("channel.rate_bps.x=3", r"'channel\.rate_bps' is a value, not a table"),
+    ],
+)
+def test_malformed_overrides(override: str, pattern: str) -> None:
+    with pytest.raises(ScenarioError, match=pattern):
+        load_scenario("bds3-rsmc-geo", [override])
+
+
+def test_override_errors_name_the_key_the_allowed_range_and_the_origin() -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario("bds3-rsmc-geo", ["channel.loss.p=1.5"])
+    msg = str(exc.value)
+    assert "bds3-rsmc-geo.toml" in msg and "--set channel.loss.p=1.5" in msg
+    assert "channel.loss.p = 1.5 is out of range; allowed: in [0, 1]" in msg
+    with pytest.raises(ScenarioError, match=r"unknown key 'channel\.loss\.q'; allowed keys"):
+        load_scenario("bds3-rsmc-geo", ["channel.loss.q=0.1"])
+    with pytest.raises(ScenarioError, match=r"key 'channel\.rate_bps': expected a number"):
+        load_scenario("bds3-rsmc-geo", ["channel.rate_bps=fast"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=st.floats(allow_nan=False, allow_infinity=False))
+def test_override_probability_is_validated(p: float) -> None:
+    if 0.0 <= p <= 1.0:
+        assert load_scenario("bds3-rsmc-geo", [f"channel.loss.p={p!r}"]).channel.loss.p == p
+    else:
+        with pytest.raises(ScenarioError, match=r"channel\.loss\.p = .* allowed: in \[0, 1\]"):
+            load_scenario("bds3-rsmc-geo", [f"channel.loss.p={p!r}"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=4),
+    value=st.one_of(
+        st.integers(-(10**9), 10**9),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.text(alphabet=st.characters(codec="ascii", categories=("L", "N")), max_size=10),
+    ),
+)
+def test_override_values_are_toml_literals(keys: list[str], value: object) -> None:
+    if isinstance(value, bool):
+        literal = "true" if value else "false"
+    elif isinstance(value, str):
+        literal = json.dumps(value)  # a TOML basic string for this alphabet
+    else:
+        literal = repr(value)
+    out = apply_overrides({}, [".".join(keys) + "=" + literal])
+    node = out
+    for k in keys[:-1]:
+        node = node[k]
+    assert node[keys[-1]] == value and type(node[keys[-1]]) is type(value)
+
+
+# --- schema validation ---------------------------------------------------------------------------
+
+
+def test_a_minimal_file_loads_with_defaults(tmp_path: Path) -> None:
+    s = load_scenario(_write(tmp_path, MINIMAL))
+    assert s.packets.size_bytes == 360 and s.channel.rate_bps == 1200.0
+    assert s.budget is None and s.channel.delay.mode == "fixed"
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (MINIMAL + "\n[extra]\n", r"unknown key 'extra'; allowed top-level tables"),
+        (
+            MINIMAL.replace("p = 0.1", "p = 0.1\nprob = 0.2"),
+            r"unknown key 'channel\.loss\.prob'; allowed keys in \[channel\.loss\]: model, p, r",
+        ),
+        (
+            MINIMAL.replace("rate_bps = 1200.0", 'rate_bps = "1200"'),
+            r"key 'channel\.rate_bps': expected a number, got string '1200'",
+        ),
+        (
+            MINIMAL.replace("rate_bps = 1200.0", "rate_bps = true"),
+            r"key 'channel\.rate_bps': expected a number, got boolean True",
+        ),
+        (
+            MINIMAL + "\n[packets]\nsize_bytes = 360.5\n",
+            r"key 'packets\.size_bytes': expected an integer, got number 360\.5",
+        ),
+        (
+            MINIMAL + "\n[packets]\ninterleave = 1\n",
+            r"key 'packets\.interleave': expected true or false, got integer 1",
+        ),
+        (
+            MINIMAL.replace("p = 0.1", "p = 2.0"),
+            r"channel\.loss\.p = 2\.0 is out of range; allowed: in \[0, 1\]",
+        ),
+        (
+            MINIMAL.replace("rate_bps = 1200.0", "rate_bps = -1"),
+            r"channel\.rate_bps = -1\.0 is out of range; allowed: > 0",
+        ),
+        (
+            MINIMAL + "\n[channel.delay]\nelevation_deg = 95\n",
+            r"channel\.delay\.elevation_deg = 95\.0 is out of range; allowed: in \[0, 90\]",
+        ),
+        (
+            MINIMAL
+            + '\n[channel.visibility]\nmode = "windows"\nwindows_s = []\noutside = "drop"\n',
+            r"channel\.visibility\.windows_s is empty",
+        ),
+        (
+            MINIMAL + '\n[channel.visibility]\nmode = "windows"\nwindows_s = [[0, 1, 2]]\n',
+            r"key 'channel\.visibility\.windows_s\[0\]': expected \[start_s, end_s\]",
+        ),
+        (
+            MINIMAL.replace('model = "bernoulli"', 'model = "bit-errors"'),
+            r"channel\.loss\.model = 'bit-errors' needs a link budget",
+        ),
+        (
+            MINIMAL + '\n[packets]\norder = "random"\n',
+            r"packets\.order = 'random': allowed values are 'stage-major', 'position-major'",
+        ),
+        (
+            MINIMAL.replace("[channel]", "[channel]\nmax_message_bytes = 70"),
+            r"packets\.size_bytes = 360 exceeds channel\.max_message_bytes = 70; allowed: "
+            r"packets\.fragment_bytes <= 70",
+        ),
+        (
+            MINIMAL + "\n[packets]\nfragment_bytes = 400\n",
+            r"packets\.fragment_bytes = 400 is out of range",
+        ),
+        (
+            MINIMAL + "\n[budget]\nfreq_hz = 1.6e9\neirp_dbw = 1.0\ngt_dbk = 0.0\nrate_bps = 5.0\n",
+            r"unknown key 'budget\.rate_bps'",
+        ),
+        (MINIMAL + "\n[budget]\nfreq_hz = 1.6e9\n", r"missing key 'budget\.eirp_dbw'"),
+        (
+            MINIMAL + "\n[budget]\nfreq_hz = 1.6e9\neirp_dbw = 1.0\ngt_dbk = 0.0\n"
+            'modulation = "16qam"\n',
+            r"budget\.modulation = '16qam': allowed values are",
+        ),
+        ("[scenario]\nname = 3\n", r"key 'scenario\.name': expected a string, got integer 3"),
+        ("[channel]\nrate_bps = 1.0\n", r"missing table \[scenario\]"),
+        ("channel = 5\n[scenario]\nname = 'x'\n", r"key 'channel': expected a table"),
+    ],
+)
+def test_invalid_files_name_the_file_key_and_what_is_allowed(
+    tmp_path: Path, text: str, pattern: str
+) -> None:
+    path = _write(tmp_path, text, "bad.toml")
+    with pytest.raises(ScenarioError, match=pattern) as exc:
+        load_scenario(path)
+    assert str(exc.value).startswith(str(path) + ": ")
+
+
+def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[scenario\nname = 1\n", "broken.toml")
+    with pytest.raises(ScenarioError, match=r"broken\.toml: invalid TOML"):
+        load_scenario(path)
+
+
+def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"nope\.toml: cannot read scenario file"):
+        load_scenario(tmp_path / "nope.toml")
+    with pytest.raises(ScenarioError, match=r"unknown scenario 'mars-relay'.*bds3-rsmc-geo"):
+        load_scenario("mars-relay")
+
+
+# --- objects -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_to_dict_round_trips(name: str) -> None:
+    s = load_scenario(name, ["channel.loss.p=0.2"])
+    data = s.to_dict()
+    assert data["scenario"]["overrides"] == ["channel.loss.p=0.2"]
+    again = parse_scenario(json.loads(json.dumps(data)), source=s.origin, overrides=s.overrides)
+    assert again == s
+
+
+def test_scenarios_are_frozen_and_build_links() -> None:
+    s = load_scenario("geo-burst-arq")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.packets = None  # type: ignore[misc]
+    link = s.build_link(seed=7)
+    assert isinstance(link, Link) and link.config is s.link_config()
+    a = s.build_link(seed=7).run([bytes(360)] * 30).trace.digest()
+    assert a == link.run([bytes(360)] * 30).trace.digest()
+
+
+def test_preset_files_parse_as_plain_toml() -> None:
+    root = importlib.resources.files("satlink.presets")
+    for name in PRESETS:
+        data = tomllib.loads((root / f"{name}.toml").read_text())
+        assert data["scenario"]["name"] == name
+        assert isinstance(parse_scenario(data, name), Scenario)
