@@ -17,6 +17,7 @@ Baselines measured in the same process:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -110,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="also write the results as Markdown to this file")
     args = ap.parse_args(argv)
     n, k = args.packets, args.repeats
+    load_before = os.getloadavg()[0]  # other work on the machine moves every figure
     packets = [bytes(360)] * n
 
     leo = load_scenario("leo-pass-budget").build_link(seed=1)
-    n_leo = min(n, 20_000)  # about one pass and a half
+    n_leo = min(n, 20_000)  # ~50 passes of ~395 packets, waiting in between
     cases: list[tuple[str, Callable[[], object], int]] = [
         ("simpy, one process per packet (reference)", lambda: simpy_process_per_packet(n), n),
         ("simpy, one timeout per packet", lambda: simpy_timeout_per_packet(n), n),
@@ -133,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     reference = results[0][1]
     full = results[2][1]
     lines = [
-        f"packets per run: {n:,}; median of {k} runs; Python {platform.python_version()}",
+        f"packets per run: {n:,}; median of {k} runs, round-robin; Python "
+        f"{platform.python_version()}; load average before/after: {load_before:.1f}/"
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
         "",
         "| what | packets/s (median) | vs. simpy process-per-packet |",
         "|---|---:|---:|",

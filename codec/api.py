@@ -90,8 +90,13 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
 class Codec:
     """A trained :class:`ProgressiveCodec` ready for inference on whole images."""
 
-    def __init__(self, net: ProgressiveCodec, model_id: int, name: str = "",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(
+        self,
+        net: ProgressiveCodec,
+        model_id: int,
+        name: str = "",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
         self.net = net.eval().to(memory_format=torch.channels_last)
         self.model_id = model_id
         self.name = name or f"model-{model_id}"
@@ -115,8 +120,10 @@ class Codec:
         if min(h, w) < MIN_SIDE_PX:
             raise CodecInputError(f"image is {w}×{h} px; each side must be at least {MIN_SIDE_PX}")
         if h * w > self.max_pixels:
-            raise CodecInputError(f"image is {w}×{h} = {h * w} px, over the limit of "
-                                  f"{self.max_pixels} px (raise max_pixels to allow it)")
+            raise CodecInputError(
+                f"image is {w}×{h} = {h * w} px, over the limit of "
+                f"{self.max_pixels} px (raise max_pixels to allow it)"
+            )
         x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255)
         f = self.config.downsample
         pad_h, pad_w = (-h) % f, (-w) % f
@@ -133,28 +140,34 @@ class Codec:
 
     def _check_code(self, code: ProgressiveCode) -> None:
         if code.model_id != self.model_id:
-            raise CodecInputError(f"code was made by model {code.model_id}, this codec is model "
-                                  f"{self.model_id} ({self.name})")
+            raise CodecInputError(
+                f"code was made by model {code.model_id}, this codec is model "
+                f"{self.model_id} ({self.name})"
+            )
         want = (self.num_stages, *self.latent_shape(code.image_size))
         if code.indices.shape != want:
-            raise CodecInputError(f"indices have shape {code.indices.shape}; a "
-                                  f"{code.image_size[1]}×{code.image_size[0]} image needs {want}")
+            raise CodecInputError(
+                f"indices have shape {code.indices.shape}; a "
+                f"{code.image_size[1]}×{code.image_size[0]} image needs {want}"
+            )
         if int(code.indices.max(initial=0)) >= self.config.codebook_size:
-            raise CodecInputError(f"index {int(code.indices.max())} is outside the codebook "
-                                  f"(size {self.config.codebook_size})")
+            raise CodecInputError(
+                f"index {int(code.indices.max())} is outside the codebook "
+                f"(size {self.config.codebook_size})"
+            )
 
     def _check_mask(self, code: ProgressiveCode, received: np.ndarray) -> np.ndarray:
         received = np.asarray(received)
         if received.shape != code.indices.shape:
-            raise CodecInputError(f"received mask has shape {received.shape}, "
-                                  f"indices have {code.indices.shape}")
+            raise CodecInputError(
+                f"received mask has shape {received.shape}, indices have {code.indices.shape}"
+            )
         if received.dtype != bool:
             raise CodecInputError(f"received mask must be boolean, got {received.dtype}")
         return received
 
     @torch.inference_mode()
-    def decode_batch(self, code: ProgressiveCode,
-                     masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def decode_batch(self, code: ProgressiveCode, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Decode one code under several ``received`` masks in one pass (uint8 images)."""
         self._check_code(code)
         if not len(masks):

@@ -32,8 +32,10 @@ class ProgressiveCode:
         if not 1 <= self.bits_per_index <= 16:
             raise ValueError(f"bits_per_index must be in 1..16, got {self.bits_per_index}")
         if idx.size and (idx.min() < 0 or idx.max() >= (1 << self.bits_per_index)):
-            raise ValueError(f"indices must lie in [0, {1 << self.bits_per_index}) for "
-                             f"{self.bits_per_index}-bit codes")
+            raise ValueError(
+                f"indices must lie in [0, {1 << self.bits_per_index}) for "
+                f"{self.bits_per_index}-bit codes"
+            )
         if not 0 <= self.model_id <= 0xFFFF:
             raise ValueError(f"model_id must fit 16 bits, got {self.model_id}")
         h_px, w_px = self.image_size

@@ -172,10 +172,10 @@ def _blur(maps: torch.Tensor) -> torch.Tensor:
     """Valid Gaussian filtering of every channel (skipped along a side shorter than the window)."""
     wv, wh = _gauss_window(maps.shape[1])
     maps = maps.contiguous(memory_format=torch.channels_last)
+    if maps.shape[2] >= _MSSSIM_WIN:  # height first, as pytorch_msssim does
+        maps = F.conv2d(maps, wv, groups=maps.shape[1])
     if maps.shape[3] >= _MSSSIM_WIN:
         maps = F.conv2d(maps, wh, groups=maps.shape[1])
-    if maps.shape[2] >= _MSSSIM_WIN:
-        maps = F.conv2d(maps, wv, groups=maps.shape[1])
     return maps
 
 
@@ -190,7 +190,8 @@ def _ms_ssim_tensor(x: torch.Tensor, y: torch.Tensor, scales: int) -> torch.Tens
     c1, c2 = (_K1 * 255) ** 2, (_K2 * 255) ** 2
     c = x.shape[1]
     weights = torch.tensor(_MSSSIM_WEIGHTS[:scales], dtype=torch.float32)
-    weights = weights / weights.sum()
+    if scales < len(_MSSSIM_WEIGHTS):
+        weights = weights / weights.sum()  # the five standard weights sum to 1.0001; kept
     mcs = []
     for level in range(scales):
         mu1, xx = _blur(torch.cat([x, x * x], 1)).split(c, 1)

@@ -63,9 +63,16 @@ class CodecConfig:
     @classmethod
     def tiny(cls) -> CodecConfig:
         """A few-thousand-parameter model for tests: 2 stages of 16 codes, 1/16 latent."""
-        return cls(num_stages=2, codebook_size=16, latent_dim=8, enc_channels=(8, 12, 16),
-                   enc_depths=(1, 1, 1), dec_channels=(16, 12, 8, 8), dec_depths=(1, 1, 1, 1),
-                   attn_heads=2)
+        return cls(
+            num_stages=2,
+            codebook_size=16,
+            latent_dim=8,
+            enc_channels=(8, 12, 16),
+            enc_depths=(1, 1, 1),
+            dec_channels=(16, 12, 8, 8),
+            dec_depths=(1, 1, 1, 1),
+            attn_heads=2,
+        )
 
 
 class DSBlock(nn.Module):
@@ -77,8 +84,9 @@ class DSBlock(nn.Module):
 
     def __init__(self, channels: int, ffn_ratio: int, kernel_size: int) -> None:
         super().__init__()
-        self.dw = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2,
-                            groups=channels)
+        self.dw = nn.Conv2d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels
+        )
         self.pw1 = nn.Conv2d(channels, channels * ffn_ratio, 1)
         self.pw2 = nn.Conv2d(channels * ffn_ratio, channels, 1)
         nn.init.normal_(self.pw2.weight, std=1e-3)
@@ -93,7 +101,7 @@ class DSBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    """Global multi-head self-attention over the 1/16 grid (cheap there: ~1.5k tokens at 768×512)."""
+    """Global multi-head self-attention over the 1/16 grid (~1.5k tokens at 768×512)."""
 
     def __init__(self, channels: int, heads: int) -> None:
         super().__init__()
@@ -106,8 +114,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(x).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
-                                             v.transpose(-1, -2))
+        out = F.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
@@ -122,7 +131,11 @@ class ResidualVQ(nn.Module):
     def __init__(self, num_stages: int, codebook_size: int, dim: int, decay: float = 0.99) -> None:
         super().__init__()
         self.num_stages, self.codebook_size, self.dim, self.decay = (
-            num_stages, codebook_size, dim, decay)
+            num_stages,
+            codebook_size,
+            dim,
+            decay,
+        )
         self.register_buffer("codebooks", torch.randn(num_stages, codebook_size, dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(num_stages, codebook_size))
         self.register_buffer("ema_sum", self.codebooks.clone())
@@ -148,7 +161,7 @@ class ResidualVQ(nn.Module):
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices ``[B, S, h, w]`` -> codewords ``[B, S, D, h, w]``."""
-        b, s, h, w = indices.shape
+        _b, s, _h, _w = indices.shape
         cws = [self.codebooks[i][indices[:, i]] for i in range(s)]  # each [B, h, w, D]
         return torch.stack(cws, 1).permute(0, 1, 4, 2, 3)
 
@@ -178,8 +191,9 @@ class ResidualVQ(nn.Module):
             residual = residual - cb[self._nearest(residual, cb)]
 
     @torch.no_grad()
-    def ema_update(self, residuals: torch.Tensor, indices: torch.Tensor,
-                   dead_after_steps: int = 20) -> torch.Tensor:
+    def ema_update(
+        self, residuals: torch.Tensor, indices: torch.Tensor, dead_after_steps: int = 20
+    ) -> torch.Tensor:
         """EMA step for every stage, then revive codes unused for ``dead_after_steps`` steps.
 
         ``residuals`` is ``[S, N, D]`` (the vector each stage saw), ``indices`` ``[S, N]``.
@@ -250,8 +264,9 @@ class ProgressiveCodec(nn.Module):
         for i, (ch, depth) in enumerate(zip(cfg.enc_channels, cfg.enc_depths, strict=True)):
             if i > 0:
                 self.enc_down.append(nn.Conv2d(4 * cfg.enc_channels[i - 1], ch, 1))
-            self.enc_levels.append(nn.ModuleList(
-                DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth)))
+            self.enc_levels.append(
+                nn.ModuleList(DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth))
+            )
         self.enc_attn = Attention(cfg.enc_channels[-1], cfg.attn_heads)
         self.to_latent = nn.Conv2d(cfg.enc_channels[-1], cfg.latent_dim, 1)
 
@@ -264,8 +279,9 @@ class ProgressiveCodec(nn.Module):
         self.dec_up = nn.ModuleList()
         film_width = 0
         for i, (ch, depth) in enumerate(zip(cfg.dec_channels, cfg.dec_depths, strict=True)):
-            self.dec_levels.append(nn.ModuleList(
-                DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth)))
+            self.dec_levels.append(
+                nn.ModuleList(DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth))
+            )
             film_width += 2 * ch * depth
             out_ch = cfg.dec_channels[i + 1] if i + 1 < len(cfg.dec_channels) else 3
             self.dec_up.append(nn.Conv2d(ch, 4 * out_ch, 1))
@@ -275,7 +291,7 @@ class ProgressiveCodec(nn.Module):
 
     # -- analysis -------------------------------------------------------------------------------
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """Image ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 16) -> latent ``[B, D, H/16, W/16]``."""
+        """Image ``[B, 3, H, W]`` in [0, 1], sides multiples of 16 -> ``[B, D, H/16, W/16]``."""
         h = self.stem(F.pixel_unshuffle(x - 0.5, 4))
         for i, blocks in enumerate(self.enc_levels):
             if i > 0:
@@ -319,7 +335,7 @@ class ProgressiveCodec(nn.Module):
         for i, blocks in enumerate(self.dec_levels):
             ch = cfg.dec_channels[i]
             for block in blocks:
-                h = block(h, films[:, offset: offset + 2 * ch])
+                h = block(h, films[:, offset : offset + 2 * ch])
                 offset += 2 * ch
             h = F.pixel_shuffle(self.dec_up[i](h), 2)
         return h + 0.5
@@ -328,8 +344,9 @@ class ProgressiveCodec(nn.Module):
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
         return self.quantize(self.analysis(x))[0]
 
-    def decode_indices(self, indices: torch.Tensor,
-                       received: torch.Tensor | None = None) -> torch.Tensor:
+    def decode_indices(
+        self, indices: torch.Tensor, received: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if received is None:
             received = torch.ones_like(indices, dtype=torch.bool)
         codewords = self.rvq.lookup(indices.long())

@@ -81,21 +81,23 @@ def load_corpus(paths: list[Path], max_side_px: int, min_side_px: int) -> list[n
             im = im.convert("RGB")
             scale = max_side_px / max(im.size)
             if scale < 1:
-                im = im.resize((round(im.width * scale), round(im.height * scale)),
-                               Image.Resampling.LANCZOS)
+                im = im.resize(
+                    (round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS
+                )
             if min(im.size) >= min_side_px:
                 images.append(np.asarray(im))
     return images
 
 
-def random_crops(images: list[np.ndarray], n: int, crop: int,
-                 rng: np.random.Generator) -> torch.Tensor:
+def random_crops(
+    images: list[np.ndarray], n: int, crop: int, rng: np.random.Generator
+) -> torch.Tensor:
     out = np.empty((n, crop, crop, 3), np.uint8)
     for i in range(n):
         img = images[rng.integers(len(images))]
         y = rng.integers(img.shape[0] - crop + 1)
         x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y: y + crop, x: x + crop]
+        patch = img[y : y + crop, x : x + crop]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         if rng.random() < 0.5:
@@ -108,7 +110,7 @@ def center_crops(images: list[np.ndarray], crop: int) -> torch.Tensor:
     crops = []
     for img in images:
         y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
-        crops.append(img[y: y + crop, x: x + crop])
+        crops.append(img[y : y + crop, x : x + crop])
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -126,8 +128,9 @@ def depth_masks(received: torch.Tensor) -> torch.Tensor:
     return (received[None] & keep[:, None, :, None, None]).flatten(0, 1)
 
 
-def random_erasures(b: int, s: int, h: int, w: int, prob: float, max_rate: float,
-                    gen: torch.Generator) -> torch.Tensor:
+def random_erasures(
+    b: int, s: int, h: int, w: int, prob: float, max_rate: float, gen: torch.Generator
+) -> torch.Tensor:
     received = torch.ones(b, s, h, w, dtype=torch.bool)
     holed = torch.rand(b, generator=gen) < prob
     rates = torch.rand(b, generator=gen) * max_rate
@@ -142,9 +145,12 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, ch: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, ch, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(3, ch, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * ch, 4 * ch, 4, 2, 1),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(4 * ch, 1, 3, 1, 1),
         )
 
@@ -206,10 +212,17 @@ class Trainer:
 
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict:
-        st = {"step": self.step, "wall_s": self.wall_s, "kmeans_done": self.kmeans_done,
-              "model": self.net.state_dict(), "opt": self.opt.state_dict(),
-              "config": self.model_cfg.to_dict(), "train_config": vars(self.cfg),
-              "rng": self.rng.bit_generator.state, "gen": self.gen.get_state()}
+        st = {
+            "step": self.step,
+            "wall_s": self.wall_s,
+            "kmeans_done": self.kmeans_done,
+            "model": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "config": self.model_cfg.to_dict(),
+            "train_config": vars(self.cfg),
+            "rng": self.rng.bit_generator.state,
+            "gen": self.gen.get_state(),
+        }
         if self.disc is not None:
             st["disc"], st["disc_opt"] = self.disc.state_dict(), self.disc_opt.state_dict()
         return st
@@ -258,14 +271,14 @@ class Trainer:
     def reconstruct_all_depths(self, x: torch.Tensor, received: torch.Tensor | None = None):
         net, s = self.net, self.model_cfg.num_stages
         z = net.analysis(x)
-        b, d, h, w = z.shape
+        b, _d, h, w = z.shape
         indices, codewords = net.quantize(z.detach())
         if received is None:
             received = torch.ones(b, s, h, w, dtype=torch.bool, device=z.device)
         masks = depth_masks(received)
         cw_rep = codewords.repeat(s, 1, 1, 1, 1)
         latents = net.assemble_latent(cw_rep, masks)
-        # Straight-through: the decoder's gradient reaches the encoder as if quantization were identity.
+        # Straight-through estimator: decoder gradients pass the quantizer unchanged.
         latents = latents + (z - z.detach()).repeat(s, 1, 1, 1)
         recon = net.synthesis(latents, masks)
         return z, indices, codewords, recon
@@ -275,8 +288,17 @@ class Trainer:
         s = self.model_cfg.num_stages
         target = x.repeat(s, 1, 1, 1)
         l1 = (recon - target).abs().flatten(1).mean(1).view(s, -1).mean(1)
-        msssim = ms_ssim(recon.float().clamp(0, 1), target.float(), data_range=1.0,
-                         size_average=False, win_size=self.win).view(s, -1).mean(1)
+        msssim = (
+            ms_ssim(
+                recon.float().clamp(0, 1),
+                target.float(),
+                data_range=1.0,
+                size_average=False,
+                win_size=self.win,
+            )
+            .view(s, -1)
+            .mean(1)
+        )
         return l1, 1 - msssim
 
     def train_step(self) -> dict:
@@ -323,9 +345,14 @@ class Trainer:
         for st in range(s):
             self.usage[st] += torch.bincount(idx[st], minlength=self.model_cfg.codebook_size)
         self.step += 1
-        return {"loss": loss.item(), "commit": commit.item(),
-                "l1": l1.tolist(), "dssim": dssim.tolist(), "revived": revived.tolist(),
-                "gan_g": float(gan_g)}
+        return {
+            "loss": loss.item(),
+            "commit": commit.item(),
+            "l1": l1.tolist(),
+            "dssim": dssim.tolist(),
+            "revived": revived.tolist(),
+            "gan_g": float(gan_g),
+        }
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -333,7 +360,7 @@ class Trainer:
         x = center_crops(self.val_images, self.val_crop).to(self.device)
         psnr, msssim = [], []
         for i in range(0, len(x), 8):
-            xb = x[i: i + 8]
+            xb = x[i : i + 8]
             _, _, _, recon = self.reconstruct_all_depths(xb)
             s = self.model_cfg.num_stages
             target = xb.repeat(s, 1, 1, 1)
@@ -341,11 +368,14 @@ class Trainer:
             mse = (recon - target).pow(2).flatten(1).mean(1).view(s, -1)
             psnr.append(-10 * torch.log10(mse))
             win = msssim_window(self.val_crop)
-            msssim.append(ms_ssim(recon, target, data_range=1.0, size_average=False,
-                                  win_size=win).view(s, -1))
+            msssim.append(
+                ms_ssim(recon, target, data_range=1.0, size_average=False, win_size=win).view(s, -1)
+            )
         self.net.train()
-        return {"val_psnr": torch.cat(psnr, 1).mean(1).tolist(),
-                "val_msssim": torch.cat(msssim, 1).mean(1).tolist()}
+        return {
+            "val_psnr": torch.cat(psnr, 1).mean(1).tolist(),
+            "val_msssim": torch.cat(msssim, 1).mean(1).tolist(),
+        }
 
     def codebook_usage(self) -> list[float]:
         used = (self.usage > 0).float().mean(1).tolist()
@@ -360,6 +390,7 @@ class Trainer:
         bar = None
         if cfg.progress:
             from tqdm import tqdm
+
             bar = tqdm(total=cfg.steps, initial=self.step, dynamic_ncols=True, file=sys.stderr)
         self.net.train()
         while self.step < cfg.steps:
@@ -369,8 +400,11 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", dssim5=f"{stats['dssim'][-1]:.3f}")
-            record = {"step": self.step, "wall_s": round(self.wall_s, 1),
-                      "lr": self.lr_at(self.step)}
+            record = {
+                "step": self.step,
+                "wall_s": round(self.wall_s, 1),
+                "lr": self.lr_at(self.step),
+            }
             if self.step % cfg.log_every == 0:
                 record.update(stats)
                 record["codebook_usage"] = self.codebook_usage()
@@ -390,17 +424,25 @@ def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progi
     """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
     st = torch.load(ckpt, map_location="cpu", weights_only=False)
     state_dict = {k: v.contiguous() for k, v in st["model"].items()}
-    meta = {"name": name, "model_id": model_id, "config": st["config"],
-            "step": st["step"], "train_wall_s": st["wall_s"],
-            "hardware": f"{platform.processor() or platform.machine()}, "
-                        f"{torch.get_num_threads()} threads, torch {torch.__version__}"}
+    meta = {
+        "name": name,
+        "model_id": model_id,
+        "config": st["config"],
+        "step": st["step"],
+        "train_wall_s": st["wall_s"],
+        "hardware": f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
     torch.save({"state_dict": state_dict, **meta}, dest)
     return meta
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="codec.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="codec.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", required=True, help="folder of training images (never Kodak)")
     p.add_argument("--out", required=True, help="run folder for checkpoints and log.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")

@@ -38,8 +38,9 @@ def weights_path(name_or_id: str | int) -> Path:
     return path
 
 
-def load_codec(name_or_path: str | int | Path = DEFAULT_MODEL,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Codec:
+def load_codec(
+    name_or_path: str | int | Path = DEFAULT_MODEL, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Codec:
     """Load a model by name, model id or ``.pt`` path (as written by ``codec.train export``)."""
     path = weights_path(name_or_path if not isinstance(name_or_path, Path) else str(name_or_path))
     try:

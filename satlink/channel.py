@@ -32,15 +32,18 @@ Model notes (also in docs/CHANNEL.md):
 * Jitter is uniform in ``[0, jitter_s)`` and added to the propagation delay, so arrivals may be
   reordered; a receiver must cope (satlink's reassembler does).
 * The return link of the ARQ is reliable; the sender learns of a loss one round trip after the
-  attempt, as when the receiver NAKs the gap it sees.
+  attempt, as when the receiver NAKs the gap it sees. Repeats go before new messages.
+* When the sender frees up it commits to the next message (a repeat that is due, else the head
+  of the queue); that message then waits for its interval slot or window, and a NAK arriving
+  meanwhile is served after it.
+* Deliveries include every copy that reached the receiver: duplicates, and copies with flipped
+  bits, which the receiver's CRC rejects.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import csv
-import gc
 import hashlib
 import heapq
 import io
@@ -111,19 +114,6 @@ _CHUNK = 4096  # random draws are made this many at a time: numpy per call, Pyth
 CHANNEL_STATES = ("-", "good", "bad")  # "-": the loss model has no state
 # the sender stores small ints per event; the trace turns them into names once, vectorised
 _DELIVERED, _LOST, _CORRUPTED, _RETX, _DROP_QUEUE, _DROP_VIS, _WAITED = range(len(OUTCOMES))
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: the sender allocates a tuple per event and creates no cycles, and
-    the collector's repeated scans of the growing trace cost about a third of the run time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class ChannelConfigError(ConfigError):
@@ -724,12 +714,11 @@ class Link:
         ``reliable[i]`` tags packet i for the ``reliable-first-stage`` ARQ (ignored otherwise).
         """
         sim = _Simulation(self, packets, reliable, enqueue_times_s)
-        with _gc_paused():
-            sim.env.run()
-            # arrivals were appended in transmission order: nearly sorted, so this is ~linear,
-            # and stable, so ties keep transmission order
-            deliveries = sorted(sim.arrivals, key=_arrival_time)
-            return LinkResult(deliveries, sim.trace())
+        sim.env.run()
+        # arrivals were appended in transmission order: nearly sorted, so this is ~linear,
+        # and stable, so ties keep transmission order
+        deliveries = sorted(sim.arrivals, key=_arrival_time)
+        return LinkResult(deliveries, sim.trace())
 
     def stream(
         self,
@@ -762,8 +751,7 @@ class LinkRun:
         taken = 0
         while True:
             try:
-                with _gc_paused():  # only around the simulation, not the consumer's code
-                    env.step()
+                env.step()
             except simpy.core.EmptySchedule:
                 break
             while taken < len(arrivals):
@@ -969,21 +957,7 @@ class _Simulation:
                 start, win_start, win_end = fit
                 if start > t0:
                     wait = start - t0
-                    record(
-                        (
-                            seq,
-                            attempt,
-                            start,
-                            nan,
-                            nan,
-                            nan,
-                            wait,
-                            nan,
-                            _WAITED,
-                            0,
-                            0,
-                        )
-                    )
+                    record((seq, attempt, start, nan, nan, nan, wait, nan, _WAITED, 0, 0))
                     t0 = start
             t1 = t0 + tx_s  # exactly bits / rate
             last_start = t0

@@ -19,10 +19,18 @@ EXIT_INTERRUPTED = 130
 def _cmd_replay(args: argparse.Namespace) -> int:
     from satlink.replay import replay
 
-    result = replay(args.scenario, image=args.image, seed=args.seed, out_dir=args.out,
-                    overrides=args.set, progress=not args.quiet, order=args.order,
-                    interleave=args.interleave, lpips_weights=args.lpips_weights,
-                    dists_weights=args.dists_weights)
+    result = replay(
+        args.scenario,
+        image=args.image,
+        seed=args.seed,
+        out_dir=args.out,
+        overrides=args.set,
+        progress=not args.quiet,
+        order=args.order,
+        interleave=args.interleave,
+        lpips_weights=args.lpips_weights,
+        dists_weights=args.dists_weights,
+    )
     print(result.summary_table())
     print(f"wrote {args.out}/")
     return EXIT_INTERRUPTED if result.interrupted else 0
@@ -31,11 +39,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from satlink.receiver import encode_to_files
 
-    paths = encode_to_files(args.image, args.out, packet_size_bytes=args.packet_size,
-                            interleave=args.interleave, message_id=args.message_id)
+    paths = encode_to_files(
+        args.image,
+        args.out,
+        packet_size_bytes=args.packet_size,
+        interleave=args.interleave,
+        message_id=args.message_id,
+    )
     size = paths[0].stat().st_size if paths else 0
-    print(f"wrote {len(paths)} packets of {size} bytes to {args.out}/ "
-          f"({paths[0].name} .. {paths[-1].name})")
+    print(
+        f"wrote {len(paths)} packets of {size} bytes to {args.out}/ "
+        f"({paths[0].name} .. {paths[-1].name})"
+    )
     return 0
 
 
@@ -82,50 +97,92 @@ def _cmd_codec_eval(args: argparse.Namespace) -> int:
     from codec.zoo import load_codec
     from satlink.packets import bytes_for_stages
 
+    def sent_bytes(code, stages: int) -> int:
+        return bytes_for_stages(
+            code.latent_shape,
+            stages,
+            bits_per_index=code.bits_per_index,
+            packet_size_bytes=args.packet_size,
+        )
+
     model = load_codec(args.model)
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
-    results = run_eval(args.data, args.out, codecs=codecs, codec=model,
-                       bytes_for_stages=bytes_for_stages(args.packet_size),
-                       per_image=args.per_image, plot_path=args.plot, progress=not args.quiet,
-                       limit=args.limit)
-    print(results["table"] if "table" in results else json.dumps(results, indent=1))
+    results = run_eval(
+        args.data,
+        args.out,
+        codecs=codecs,
+        codec=model,
+        bytes_for_stages=sent_bytes,
+        per_image=args.per_image,
+        plot_path=args.plot,
+        progress=not args.quiet,
+        limit=args.limit or None,
+        budget_label=f"whole {args.packet_size}-byte packets, headers included",
+    )
+    for name, path in results["files"].items():
+        print(f"{name}: {path}")
+    print(f"RD plot: {results['plot']}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from satlink.sweep import sweep
 
-    result = sweep(args.scenario, grid=args.grid, seeds=args.seeds, images=args.images,
-                   workers=args.workers, scheduler=args.scheduler, out_dir=args.out,
-                   root_seed=args.seed, payloads=args.payload, budget_packets=args.budget_packets,
-                   overrides=args.set, progress=not args.quiet)
+    result = sweep(
+        args.scenario,
+        grid=args.grid,
+        seeds=args.seeds,
+        images=args.images,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        out_dir=args.out,
+        root_seed=args.seed,
+        payloads=args.payload,
+        budget_packets=args.budget_packets,
+        overrides=args.set,
+        progress=not args.quiet,
+    )
     print(result.summary_table())
     print(f"wrote {args.out}/")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="satlink", description="Replay picture transfers over "
-                                "satellite short-message links.")
+    p = argparse.ArgumentParser(
+        prog="satlink", description="Replay picture transfers over satellite short-message links."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a scenario key, e.g. channel.loss.p=0.1 (repeatable)")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a scenario key, e.g. channel.loss.p=0.1 (repeatable)",
+        )
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     from satlink.scenario import DEFAULT_SCENARIO
 
     sp = sub.add_parser("replay", help="replay one scenario on one image (the main job)")
-    sp.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
-                    help=f"preset name or TOML path (default {DEFAULT_SCENARIO})")
+    sp.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
+    )
     sp.add_argument("--image", help="source image (default: a scikit-image sample)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", default="replay-out", type=Path, help="output folder")
     sp.add_argument("--order", default=None, help="packet order (default: the scenario's)")
-    sp.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
-                    help="spread each packet's indices across the image")
+    sp.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="spread each packet's indices across the image",
+    )
     sp.add_argument("--lpips-weights", type=Path, help="local LPIPS weight file (optional)")
     sp.add_argument("--dists-weights", type=Path, help="local DISTS weight file (optional)")
     add_common(sp)
@@ -161,18 +218,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--images", type=Path, help="folder of source images")
     sp.add_argument("--workers", type=int, default=2)
     sp.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
-    sp.add_argument("--payload", action="append", default=[],
-                    help="also send a classical file: avif, jxl or jpeg (repeatable)")
-    sp.add_argument("--budget-packets", type=int, default=None,
-                    help="packets for classical payloads (default: as many as the RVQ code)")
+    sp.add_argument(
+        "--payload",
+        action="append",
+        default=[],
+        help="also send a classical file: avif, jxl or jpeg (repeatable)",
+    )
+    sp.add_argument(
+        "--budget-packets",
+        type=int,
+        default=None,
+        help="packets for classical payloads (default: as many as the RVQ code)",
+    )
     sp.add_argument("--out", required=True, type=Path)
     add_common(sp)
     sp.set_defaults(func=_cmd_sweep)
 
     codec_p = sub.add_parser("codec", help="train or evaluate the codec")
     codec_sub = codec_p.add_subparsers(dest="codec_command", metavar="ACTION", required=True)
-    sp = codec_sub.add_parser("train", help="train (see python -m codec.train --help)",
-                              add_help=False)
+    sp = codec_sub.add_parser(
+        "train", help="train (see python -m codec.train --help)", add_help=False
+    )
     sp.add_argument("train_args", nargs=argparse.REMAINDER)
     sp.set_defaults(func=_cmd_codec_train)
     sp = codec_sub.add_parser("eval", help="rate-distortion against AVIF, JPEG XL and JPEG")

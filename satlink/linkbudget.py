@@ -463,7 +463,7 @@ class BudgetConfig:
         check_choice("budget.atmosphere", self.atmosphere, ATMOSPHERE_MODELS, error=e)
         check_real("budget.site_lat_deg", self.site_lat_deg, lo=-90.0, hi=90.0, error=e)
         check_real("budget.site_lon_deg", self.site_lon_deg, lo=-180.0, hi=360.0, error=e)
-        check_real("budget.availability_pct", self.availability_pct, lo=90, hi=99.999, error=e)
+        check_real("budget.availability_pct", self.availability_pct, lo=95, hi=99.999, error=e)
         check_real("budget.antenna_diameter_m", self.antenna_diameter_m, lo=0, lo_open=True)
         if self.pass_max_elevation_deg is not None:
             check_real(

@@ -112,8 +112,9 @@ def decode_file_payload(data: bytes, content_type: str) -> np.ndarray:
     if content_type in ("image/avif", "image/jxl"):
         import imagecodecs
 
-        decoder = imagecodecs.avif_decode if content_type == "image/avif" else (
-            imagecodecs.jpegxl_decode)
+        decoder = (
+            imagecodecs.avif_decode if content_type == "image/avif" else (imagecodecs.jpegxl_decode)
+        )
         try:
             return load_image(np.asarray(decoder(data)))
         except Exception as exc:  # imagecodecs raises its own error classes per codec
@@ -129,10 +130,17 @@ class Receiver:
     fragments (``satlink.packets.fragment``) rather than whole packets.
     """
 
-    def __init__(self, codec: Codec | None = None, reference: np.ndarray | None = None, *,
-                 packet_size_bytes: int | None = None, fragmented: bool = False,
-                 perceptual: Mapping[str, object] | None = None,
-                 cache: DecodeCache | None = None, keep_images: bool = True) -> None:
+    def __init__(
+        self,
+        codec: Codec | None = None,
+        reference: np.ndarray | None = None,
+        *,
+        packet_size_bytes: int | None = None,
+        fragmented: bool = False,
+        perceptual: Mapping[str, object] | None = None,
+        cache: DecodeCache | None = None,
+        keep_images: bool = True,
+    ) -> None:
         self.codec = codec or default_codec()
         self.reference = None if reference is None else load_image(reference)
         self.fragmented = fragmented
@@ -211,19 +219,35 @@ class Receiver:
             image = decode_file_payload(msg.data, msg.content_type)
             if self.reference is not None and image.shape != self.reference.shape:
                 h, w = self.reference.shape[:2]
-                image = np.asarray(Image.fromarray(image).resize((w, h),
-                                                                 Image.Resampling.BICUBIC))
-            return self._add_preview(packet.seq, t, image, self._score(image),
-                                     msg.total_packets, msg.total_packets, 0)
+                image = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BICUBIC))
+            return self._add_preview(
+                packet.seq, t, image, self._score(image), msg.total_packets, msg.total_packets, 0
+            )
         msg = self.reassembler.index_message(packet.message_id)
         image, scores = self.render(msg.code, msg.received)
-        return self._add_preview(packet.seq, t, image, scores, int(msg.received.sum()),
-                                 msg.received.size, msg.complete_stages)
+        return self._add_preview(
+            packet.seq,
+            t,
+            image,
+            scores,
+            int(msg.received.sum()),
+            msg.received.size,
+            msg.complete_stages,
+        )
 
-    def _add_preview(self, seq: int, t: float, image: np.ndarray, scores: dict, got: int,
-                     total: int, stages: int) -> Preview:
-        preview = Preview(len(self.previews) + 1, seq, t, got, total, stages, scores,
-                          image if self.keep_images else None)
+    def _add_preview(
+        self, seq: int, t: float, image: np.ndarray, scores: dict, got: int, total: int, stages: int
+    ) -> Preview:
+        preview = Preview(
+            len(self.previews) + 1,
+            seq,
+            t,
+            got,
+            total,
+            stages,
+            scores,
+            image if self.keep_images else None,
+        )
         self.previews.append(preview)
         return preview
 
@@ -233,9 +257,15 @@ class Receiver:
 PACKET_FILE_PATTERN = "packet_{seq:05d}.bin"
 
 
-def encode_to_files(image: str | Path | np.ndarray, out_dir: str | Path, *,
-                    packet_size_bytes: int = 360, interleave: bool = False,
-                    message_id: int = 1, codec: Codec | None = None) -> list[Path]:
+def encode_to_files(
+    image: str | Path | np.ndarray,
+    out_dir: str | Path,
+    *,
+    packet_size_bytes: int = 360,
+    interleave: bool = False,
+    message_id: int = 1,
+    codec: Codec | None = None,
+) -> list[Path]:
     """Encode an image and write one file per packet, named by sequence number.
 
     >>> paths = encode_to_files("photo.png", "pkts")          # doctest: +SKIP
@@ -265,8 +295,10 @@ class DecodeReport:
     out_path: Path | None
 
     def describe(self) -> str:
-        lines = [f"accepted {len(self.accepted)} of {self.total_packets} packets, "
-                 f"rejected {len(self.rejected)}, missing {len(self.missing_seqs)}"]
+        lines = [
+            f"accepted {len(self.accepted)} of {self.total_packets} packets, "
+            f"rejected {len(self.rejected)}, missing {len(self.missing_seqs)}"
+        ]
         for name, why in sorted(self.rejected.items()):
             lines.append(f"  rejected {name}: {why}")
         if self.missing_seqs:
@@ -279,8 +311,9 @@ class DecodeReport:
         return "\n".join(lines)
 
 
-def decode_files(packet_dir: str | Path, out_path: str | Path,
-                 codec: Codec | None = None) -> DecodeReport:
+def decode_files(
+    packet_dir: str | Path, out_path: str | Path, codec: Codec | None = None
+) -> DecodeReport:
     """Decode whatever packet files are in a folder and write the best preview.
 
     Files that fail the checks are reported with the reason and skipped; nothing is guessed.
@@ -305,8 +338,10 @@ def decode_files(packet_dir: str | Path, out_path: str | Path,
         raise ValueError(f"none of the {len(files)} files in {folder} is a valid packet")
     message_ids = reassembler.message_ids
     if len(message_ids) > 1:
-        raise ValueError(f"{folder} mixes packets of {len(message_ids)} messages "
-                         f"({message_ids}); keep one image's packets per folder")
+        raise ValueError(
+            f"{folder} mixes packets of {len(message_ids)} messages "
+            f"({message_ids}); keep one image's packets per folder"
+        )
     msg = reassembler.index_message()
     codec = codec or load_codec(msg.model_id)  # the header names the model that made it
     image = codec.decode(msg.code, msg.received)
@@ -315,5 +350,6 @@ def decode_files(packet_dir: str | Path, out_path: str | Path,
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     out.write_bytes(buf.getvalue())
-    return DecodeReport(accepted, rejected, msg.missing_seqs, msg.total_packets,
-                        msg.complete_stages, out)
+    return DecodeReport(
+        accepted, rejected, msg.missing_seqs, msg.total_packets, msg.complete_stages, out
+    )

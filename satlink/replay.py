@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 import satlink
-from codec import Codec, ProgressiveCode, default_codec, load_image
+from codec import Codec, default_codec, load_image
 from satlink import report
 from satlink.channel import Trace
 from satlink.packets import (
     CONTENT_TYPES,
+    byte_capacity,
     fragment,
     packetize,
     packetize_bytes,
@@ -66,13 +67,15 @@ class TransmitPlan:
     packet_count: int
 
 
-def plan_transmission(packets: Sequence[bytes], scenario: Scenario,
-                      reliable_packets: Sequence[bool]) -> TransmitPlan:
+def plan_transmission(
+    packets: Sequence[bytes], scenario: Scenario, reliable_packets: Sequence[bool]
+) -> TransmitPlan:
     """Fragment packets to the service's message cap when the scenario says so."""
     mtu = scenario.packets.fragment_bytes
     if mtu is None:
-        return TransmitPlan(list(packets), list(reliable_packets), list(range(len(packets))),
-                            len(packets))
+        return TransmitPlan(
+            list(packets), list(reliable_packets), list(range(len(packets))), len(packets)
+        )
     messages, reliable, owner = [], [], []
     for i, (p, r) in enumerate(zip(packets, reliable_packets, strict=True)):
         for frag in fragment(p, mtu):
@@ -82,37 +85,52 @@ def plan_transmission(packets: Sequence[bytes], scenario: Scenario,
     return TransmitPlan(messages, reliable, owner, len(packets))
 
 
-def encode_payload(image: np.ndarray, payload: str, scenario: Scenario, *,
-                   budget_packets: int | None, message_id: int,
-                   codec: Codec) -> tuple[list[bytes], list[bool], dict[str, Any]]:
+def encode_payload(
+    image: np.ndarray,
+    payload: str,
+    scenario: Scenario,
+    *,
+    budget_packets: int | None,
+    message_id: int,
+    codec: Codec,
+) -> tuple[list[bytes], list[bool], dict[str, Any]]:
     """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``)."""
     size = scenario.packets.size_bytes
     if payload == "rvq":
         code = codec.encode(image)
-        packets = packetize(code, size, message_id=message_id, order=scenario.packets.order,
-                            interleave=scenario.packets.interleave)
+        packets = packetize(
+            code,
+            size,
+            message_id=message_id,
+            order=scenario.packets.order,
+            interleave=scenario.packets.interleave,
+        )
         reliable = [parse_packet(p).stage == 0 for p in packets]
         return packets, reliable, {"payload": "rvq", "code": code}
-    from codec.eval import best_fit_classical
+    from codec.eval import fit_classical
 
     if budget_packets is None:
         raise ValueError("budget_packets is needed for a classical payload")
-    capacity = budget_packets * _bytes_capacity(size)
-    fit = best_fit_classical(image, payload, capacity)
-    if fit is None:
-        raise ValueError(f"no {payload} file of {image.shape[1]}×{image.shape[0]} px fits "
-                         f"{budget_packets} packets ({capacity} payload bytes)")
+    capacity = budget_packets * byte_capacity(size)
+    fit = fit_classical(image, payload, capacity)
+    if fit.miss:
+        raise ValueError(
+            f"no {payload} file of {image.shape[1]}×{image.shape[0]} px fits "
+            f"{budget_packets} packets ({capacity} payload bytes)"
+        )
     content_type = {"avif": "image/avif", "jxl": "image/jxl", "jpeg": "image/jpeg"}[payload]
     assert content_type in CONTENT_TYPES.values()
     packets = packetize_bytes(fit.data, size, message_id=message_id, content_type=content_type)
-    return packets, [True] * len(packets), {"payload": payload, "file_bytes": len(fit.data),
-                                            "quality": fit.quality, "scale": fit.scale}
-
-
-def _bytes_capacity(packet_size_bytes: int) -> int:
-    from satlink.packets import byte_capacity
-
-    return byte_capacity(packet_size_bytes)
+    return (
+        packets,
+        [True] * len(packets),
+        {
+            "payload": payload,
+            "file_bytes": len(fit.data),
+            "quality": fit.quality,
+            "scale": fit.scale,
+        },
+    )
 
 
 @dataclass
@@ -162,19 +180,34 @@ def _versions(codec: Codec) -> dict[str, str]:
     import simpy
     import torch
 
-    return {"satlink": satlink.__version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "simpy": simpy.__version__,
-            "model": codec.name, "model_id": str(codec.model_id)}
+    return {
+        "satlink": satlink.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "simpy": simpy.__version__,
+        "model": codec.name,
+        "model_id": str(codec.model_id),
+    }
 
 
 def _first_time(previews: Sequence[Preview], pred) -> float | None:
     return next((p.t_arrival_s for p in previews if pred(p)), None)
 
 
-def build_summary(scenario: Scenario, seed: int, image_label: str, image: np.ndarray,
-                  codec: Codec, payload_info: dict, plan: TransmitPlan,
-                  previews: Sequence[Preview], trace_rows: Sequence[dict],
-                  arrivals: Sequence[Arrival], interrupted: bool) -> dict[str, Any]:
+def build_summary(
+    scenario: Scenario,
+    seed: int,
+    image_label: str,
+    image: np.ndarray,
+    codec: Codec,
+    payload_info: dict,
+    plan: TransmitPlan,
+    previews: Sequence[Preview],
+    trace_rows: Sequence[dict],
+    arrivals: Sequence[Arrival],
+    interrupted: bool,
+) -> dict[str, Any]:
     outcomes = [r["outcome"] for r in trace_rows]
     verdicts = [a.verdict for a in arrivals]
     last = previews[-1] if previews else None
@@ -184,8 +217,11 @@ def build_summary(scenario: Scenario, seed: int, image_label: str, image: np.nda
         "scenario": scenario.to_dict(),
         "seed": seed,
         "versions": _versions(codec),
-        "image": {"label": image_label, "height_px": int(image.shape[0]),
-                  "width_px": int(image.shape[1])},
+        "image": {
+            "label": image_label,
+            "height_px": int(image.shape[0]),
+            "width_px": int(image.shape[1]),
+        },
         "payload": {k: v for k, v in payload_info.items() if k != "code"},
         "packet_size_bytes": scenario.packets.size_bytes,
         "time_to_first_preview_s": previews[0].t_arrival_s if previews else None,
@@ -196,8 +232,9 @@ def build_summary(scenario: Scenario, seed: int, image_label: str, image: np.nda
         "counts": {
             "packets": plan.packet_count,
             "wire_messages": len(plan.messages),
-            "transmissions": sum(o not in ("dropped-queue", "dropped-visibility")
-                                 for o in outcomes),
+            "transmissions": sum(
+                o not in ("dropped-queue", "dropped-visibility") for o in outcomes
+            ),
             "delivered": outcomes.count("delivered"),
             "lost": outcomes.count("lost"),
             # The receiver's CRC, not the channel, decides what is corrupt.
@@ -214,12 +251,14 @@ def build_summary(scenario: Scenario, seed: int, image_label: str, image: np.nda
     }
     for target in MSSSIM_TARGETS:
         summary[f"time_to_msssim_{target}_s"] = _first_time(
-            previews, lambda p, t=target: p.scores.get("ms-ssim", -1) >= t)
+            previews, lambda p, t=target: p.scores.get("ms-ssim", -1) >= t
+        )
     return summary
 
 
-def join_rows(trace_rows: Sequence[dict], arrivals: Sequence[Arrival],
-              plan: TransmitPlan) -> list[dict[str, Any]]:
+def join_rows(
+    trace_rows: Sequence[dict], arrivals: Sequence[Arrival], plan: TransmitPlan
+) -> list[dict[str, Any]]:
     """The channel trace, one row per event, joined with what the receiver made of arrivals."""
     by_arrival: dict[tuple[int, float], list[Arrival]] = {}
     for a in arrivals:
@@ -236,20 +275,31 @@ def join_rows(trace_rows: Sequence[dict], arrivals: Sequence[Arrival],
         row["preview"] = p.number if p else ""
         row["indices_received"] = p.indices_received if p else ""
         row["stages_complete"] = p.stages_complete if p else ""
-        for k, v in (p.scores.items() if p else ()):
+        for k, v in p.scores.items() if p else ():
             row[k] = v
         rows.append(row)
     return rows
 
 
-def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
-           image: str | Path | np.ndarray | None = None, *, seed: int = 0,
-           out_dir: str | Path | None = None, overrides: Sequence[str] = (),
-           codec: Codec | None = None, progress: bool = False, order: str | None = None,
-           interleave: bool | None = None, payload: str = "rvq",
-           budget_packets: int | None = None, lpips_weights: str | Path | None = None,
-           dists_weights: str | Path | None = None, cache: DecodeCache | None = None,
-           keep_images: bool = True, message_id: int = 1) -> ReplayResult:
+def replay(
+    scenario: str | Path | Scenario = DEFAULT_SCENARIO,
+    image: str | Path | np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    codec: Codec | None = None,
+    progress: bool = False,
+    order: str | None = None,
+    interleave: bool | None = None,
+    payload: str = "rvq",
+    budget_packets: int | None = None,
+    lpips_weights: str | Path | None = None,
+    dists_weights: str | Path | None = None,
+    cache: DecodeCache | None = None,
+    keep_images: bool = True,
+    message_id: int = 1,
+) -> ReplayResult:
     """Replay one transfer and, with ``out_dir``, write the full report folder.
 
     ``scenario`` is a preset name, a TOML path or a :class:`Scenario`; ``overrides`` are
@@ -261,8 +311,10 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
         extra.append(f'packets.order="{order}"')
     if interleave is not None:
         extra.append(f"packets.interleave={'true' if interleave else 'false'}")
-    sc = scenario if isinstance(scenario, Scenario) and not extra else load_scenario(
-        scenario.origin if isinstance(scenario, Scenario) else scenario, overrides=extra)
+    if isinstance(scenario, Scenario):
+        sc = scenario.with_overrides(extra) if extra else scenario
+    else:
+        sc = load_scenario(scenario, overrides=extra)
     if image is None:
         source, label = default_image(), "skimage astronaut (built-in)"
     else:
@@ -273,13 +325,21 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
     if out is not None:
         _prepare_out(out)
 
-    packets, reliable, info = encode_payload(source, payload, sc, budget_packets=budget_packets,
-                                             message_id=message_id, codec=codec)
+    packets, reliable, info = encode_payload(
+        source, payload, sc, budget_packets=budget_packets, message_id=message_id, codec=codec
+    )
     plan = plan_transmission(packets, sc, reliable)
     fragmented = sc.packets.fragment_bytes is not None
     perceptual = _perceptual(lpips_weights, dists_weights)
-    rx = Receiver(codec, source, packet_size_bytes=sc.packets.size_bytes, fragmented=fragmented,
-                  perceptual=perceptual, cache=cache, keep_images=keep_images or out is not None)
+    rx = Receiver(
+        codec,
+        source,
+        packet_size_bytes=sc.packets.size_bytes,
+        fragmented=fragmented,
+        perceptual=perceptual,
+        cache=cache,
+        keep_images=keep_images or out is not None,
+    )
     link = sc.build_link(np.random.SeedSequence(seed), integrity_check=_integrity_check(fragmented))
     run = link.stream(plan.messages, plan.reliable)
 
@@ -287,8 +347,9 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=plan.packet_count, unit="pkt", desc=f"replay {sc.name}",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=plan.packet_count, unit="pkt", desc=f"replay {sc.name}", dynamic_ncols=True
+        )
     arrivals: list[Arrival] = []
     interrupted = False
     try:
@@ -297,13 +358,16 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
             arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
             arrivals.append(arrival)
             if arrival.preview is not None and out is not None:
-                report.save_png(out / "previews" / f"{arrival.preview.number:03d}.png",
-                                arrival.preview.image)
+                report.save_png(
+                    out / "previews" / f"{arrival.preview.number:03d}.png", arrival.preview.image
+                )
             if bar is not None and arrival.verdict == "accepted":
                 bar.update(1)
                 if arrival.preview is not None and arrival.preview.scores:
-                    bar.set_postfix(t=f"{delivery.t_arrival_s:,.0f}s",
-                                    msssim=f"{arrival.preview.scores['ms-ssim']:.3f}")
+                    bar.set_postfix(
+                        t=f"{delivery.t_arrival_s:,.0f}s",
+                        msssim=f"{arrival.preview.scores['ms-ssim']:.3f}",
+                    )
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -311,8 +375,9 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
             bar.close()
     trace = None if interrupted else run.trace
     trace_rows = list(trace.rows()) if trace is not None else _rows_from_arrivals(arrivals)
-    summary = build_summary(sc, seed, label, source, codec, info, plan, rx.previews, trace_rows,
-                            arrivals, interrupted)
+    summary = build_summary(
+        sc, seed, label, source, codec, info, plan, rx.previews, trace_rows, arrivals, interrupted
+    )
     rows = join_rows(trace_rows, arrivals, plan)
     windows = _visibility_windows(sc, rows)
     result = ReplayResult(sc, seed, summary, rows, rx.previews, trace, interrupted, out, windows)
@@ -323,8 +388,9 @@ def replay(scenario: str | Path | Scenario = DEFAULT_SCENARIO,
 
 def _rows_from_arrivals(arrivals: Sequence[Arrival]) -> list[dict[str, Any]]:
     # After Ctrl-C the trace is incomplete; what arrived is still worth a valid CSV.
-    return [{"seq": a.wire_seq, "t_arrival_s": a.t_arrival_s,
-             "outcome": "delivered"} for a in arrivals]
+    return [
+        {"seq": a.wire_seq, "t_arrival_s": a.t_arrival_s, "outcome": "delivered"} for a in arrivals
+    ]
 
 
 def _visibility_windows(sc: Scenario, rows: Sequence[dict]) -> list[tuple[float, float]]:
@@ -337,8 +403,10 @@ def _visibility_windows(sc: Scenario, rows: Sequence[dict]) -> list[tuple[float,
     if v.mode == "periodic":
         duration = sc.channel.window_duration_s() or 0.0
         k_max = int((horizon - v.first_start_s) // v.period_s) + 1
-        return [(v.first_start_s + k * v.period_s, v.first_start_s + k * v.period_s + duration)
-                for k in range(max(k_max, 0) + 1)]
+        return [
+            (v.first_start_s + k * v.period_s, v.first_start_s + k * v.period_s + duration)
+            for k in range(max(k_max, 0) + 1)
+        ]
     return []
 
 
@@ -382,14 +450,28 @@ def write_outputs(result: ReplayResult) -> None:
         n = [p.number for p in result.previews]
         ps = [p.scores.get("psnr", math.nan) for p in result.previews]
         ms = [p.scores.get("ms-ssim", math.nan) for p in result.previews]
-        report.plot_quality(out / "quality_vs_packets.png", n, ps, ms,
-                            "packets accepted (count)", f"{name}: quality vs packets received")
+        report.plot_quality(
+            out / "quality_vs_packets.png",
+            n,
+            ps,
+            ms,
+            "packets accepted (count)",
+            f"{name}: quality vs packets received",
+        )
         scale, unit = report._time_axis(p.t_arrival_s for p in result.previews)
         t = [p.t_arrival_s / scale for p in result.previews]
-        report.plot_quality(out / "quality_vs_time.png", t, ps, ms, f"arrival time ({unit})",
-                            f"{name}: quality vs time", step=True)
-    report.plot_timeline(out / "timeline.png", result.rows, result.windows_s,
-                         f"{name}: transmissions by outcome")
+        report.plot_quality(
+            out / "quality_vs_time.png",
+            t,
+            ps,
+            ms,
+            f"arrival time ({unit})",
+            f"{name}: quality vs time",
+            step=True,
+        )
+    report.plot_timeline(
+        out / "timeline.png", result.rows, result.windows_s, f"{name}: transmissions by outcome"
+    )
 
 
 def _label(p: Preview) -> str:

@@ -81,13 +81,20 @@ def _thumbnail(image: np.ndarray, max_side_px: int) -> Image.Image:
     im = Image.fromarray(image)
     scale = max_side_px / max(im.size)
     if scale < 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                       Image.Resampling.BILINEAR)
+        im = im.resize(
+            (max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
     return im
 
 
-def write_gif(path: Path, frames: Sequence[np.ndarray], labels: Sequence[str] = (),
-              max_side_px: int = 384, frame_ms: int = 400) -> None:
+def write_gif(
+    path: Path,
+    frames: Sequence[np.ndarray],
+    labels: Sequence[str] = (),
+    max_side_px: int = 384,
+    frame_ms: int = 400,
+) -> None:
     """Animated GIF of the previews; the last frame holds three times longer."""
     if not frames:
         return
@@ -99,8 +106,7 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], labels: Sequence[str] = 
         ims.append(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
     durations = [frame_ms] * (len(ims) - 1) + [frame_ms * 3]
     buf = io.BytesIO()
-    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations,
-                loop=0)
+    ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations, loop=0)
     _atomic_write(path, buf.getvalue())
 
 
@@ -111,8 +117,13 @@ def _label(im: Image.Image, text: str) -> None:
     draw.text((3, 3), text, fill=(255, 255, 255))
 
 
-def write_contact_sheet(path: Path, frames: Sequence[np.ndarray], labels: Sequence[str],
-                        columns: int = 6, tile_px: int = 192) -> None:
+def write_contact_sheet(
+    path: Path,
+    frames: Sequence[np.ndarray],
+    labels: Sequence[str],
+    columns: int = 6,
+    tile_px: int = 192,
+) -> None:
     """All previews on one sheet, left to right, each labelled with its packet and scores."""
     if not frames:
         return
@@ -148,8 +159,15 @@ def _time_axis(times_s: Iterable[float]) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def plot_quality(path: Path, x: Sequence[float], psnr_db: Sequence[float],
-                 msssim: Sequence[float], xlabel: str, title: str, step: bool = False) -> None:
+def plot_quality(
+    path: Path,
+    x: Sequence[float],
+    psnr_db: Sequence[float],
+    msssim: Sequence[float],
+    xlabel: str,
+    title: str,
+    step: bool = False,
+) -> None:
     """PSNR (left axis) and MS-SSIM (right axis) against packets or time."""
     import matplotlib
 
@@ -158,8 +176,15 @@ def plot_quality(path: Path, x: Sequence[float], psnr_db: Sequence[float],
 
     fig, ax = plt.subplots(figsize=(7, 4))
     draw = ax.step if step else ax.plot
-    draw(x, psnr_db, color="C0", marker="o", ms=3, label="PSNR", **({"where": "post"} if step
-                                                                      else {}))
+    draw(
+        x,
+        psnr_db,
+        color="C0",
+        marker="o",
+        ms=3,
+        label="PSNR",
+        **({"where": "post"} if step else {}),
+    )
     ax.set_xlabel(xlabel)
     if not step:
         from matplotlib.ticker import MaxNLocator
@@ -169,16 +194,24 @@ def plot_quality(path: Path, x: Sequence[float], psnr_db: Sequence[float],
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
     draw2 = ax2.step if step else ax2.plot
-    draw2(x, msssim, color="C3", marker="s", ms=3, label="MS-SSIM", **({"where": "post"} if step
-                                                                          else {}))
+    draw2(
+        x,
+        msssim,
+        color="C3",
+        marker="s",
+        ms=3,
+        label="MS-SSIM",
+        **({"where": "post"} if step else {}),
+    )
     ax2.set_ylabel("MS-SSIM (unitless, 0–1)", color="C3")
     ax.set_title(title)
     fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.15))
     _save_figure(fig, path)
 
 
-def plot_timeline(path: Path, rows: Sequence[dict],
-                  windows_s: Sequence[tuple[float, float]] = (), title: str = "") -> None:
+def plot_timeline(
+    path: Path, rows: Sequence[dict], windows_s: Sequence[tuple[float, float]] = (), title: str = ""
+) -> None:
     """Each transmission as a bar on the time axis, coloured by outcome; visibility shaded."""
     import matplotlib
 
@@ -187,16 +220,18 @@ def plot_timeline(path: Path, rows: Sequence[dict],
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
-    times = [r.get("t_tx_end_s", np.nan) for r in rows] + [r.get("t_arrival_s", np.nan)
-                                                          for r in rows]
+    times = [r.get("t_tx_end_s", np.nan) for r in rows] + [
+        r.get("t_arrival_s", np.nan) for r in rows
+    ]
     scale, unit = _time_axis(times)
     fig, ax = plt.subplots(figsize=(9, 4))
     horizon = max((t for t in times if t is not None and np.isfinite(t)), default=1.0)
     for start, end in windows_s:
         if start > horizon:
             break
-        ax.axvspan(start / scale, min(end, horizon * 1.05) / scale, color="#ffe9a8", alpha=0.6,
-                   lw=0)
+        ax.axvspan(
+            start / scale, min(end, horizon * 1.05) / scale, color="#ffe9a8", alpha=0.6, lw=0
+        )
     seen = set()
     for r in rows:
         outcome = r.get("outcome", "")

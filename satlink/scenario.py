@@ -134,6 +134,8 @@ class PacketsConfig:
 class Scenario:
     """A validated scenario. ``channel`` is ready for :class:`satlink.channel.Link`; ``budget``
     (or None) is complete, with rate, message length and geometry filled in from the channel.
+    ``origin`` is what it was loaded from (a preset name or a file path: ``load_scenario(origin,
+    overrides)`` loads it again); ``overrides`` are the ``--set`` strings applied.
     """
 
     info: ScenarioInfo
@@ -164,6 +166,23 @@ class Scenario:
         340
         """
         return Link(self.channel, seed, integrity_check=integrity_check)
+
+    def with_overrides(self, overrides: Sequence[str]) -> Scenario:
+        """This scenario with more ``key=value`` overrides applied (validated again).
+
+        >>> s = load_scenario("iridium-sbd", ["channel.loss.r=0.5"])
+        >>> t = s.with_overrides(["packets.interleave=true"])
+        >>> t.channel.loss.r, t.packets.interleave, t.overrides
+        (0.5, True, ('channel.loss.r=0.5', 'packets.interleave=true'))
+        """
+        data = self.to_dict()
+        del data["scenario"]["origin"], data["scenario"]["overrides"]
+        all_overrides = (*self.overrides, *overrides)
+        try:
+            data = apply_overrides(data, overrides)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{self.origin}: {exc}") from None
+        return parse_scenario(data, self.origin, all_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict in the file's layout, defaults filled in (for summary.json).
@@ -300,21 +319,29 @@ _TOP_LEVEL = ("scenario", "packets", "channel", "budget")
 
 
 def parse_scenario(
-    data: Mapping[str, Any], source: str = "<dict>", overrides: Sequence[str] = ()
+    data: Mapping[str, Any],
+    source: str = "<dict>",
+    overrides: Sequence[str] = (),
+    *,
+    label: str | None = None,
 ) -> Scenario:
     """Validate a scenario already read from TOML (a nested dict).
+
+    ``source`` becomes the scenario's ``origin``; errors start with ``label`` (default: source)
+    and list ``overrides`` (recorded only: apply them first with :func:`apply_overrides`).
 
     >>> parse_scenario({"scenario": {"name": "x"}, "channel": {"rate_bps": -5}}, "x.toml")
     Traceback (most recent call last):
     ...
     satlink.scenario.ScenarioError: x.toml: channel.rate_bps = -5.0 is out of range; allowed: > 0
     """
+    where = _where(label if label is not None else source, overrides)
     try:
         return _parse(data, source, tuple(overrides))
     except ScenarioError as exc:
-        raise ScenarioError(_where(source, overrides) + str(exc)) from None
+        raise ScenarioError(where + str(exc)) from None
     except ConfigError as exc:  # range errors from the channel and budget configs
-        raise ScenarioError(_where(source, overrides) + str(exc)) from None
+        raise ScenarioError(where + str(exc)) from None
 
 
 def _where(source: str, overrides: Sequence[str]) -> str:
@@ -429,7 +456,7 @@ def list_presets() -> list[str]:
 
 
 def _read(name_or_path: str | Path) -> tuple[str, str]:
-    """(text, label) of a scenario file or preset."""
+    """(text, label for messages) of a scenario file or preset."""
     text_name = str(name_or_path)
     path = Path(text_name)
     if text_name.endswith(".toml") or path.is_file():
@@ -467,4 +494,4 @@ def load_scenario(
         data = apply_overrides(data, overrides)
     except ScenarioError as exc:
         raise ScenarioError(f"{label}: {exc}") from None
-    return parse_scenario(data, label, overrides)
+    return parse_scenario(data, str(name_or_path), overrides, label=label)

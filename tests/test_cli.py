@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -72,8 +71,21 @@ def test_replay_bad_inputs_exit_nonzero_with_one_line(image_path, tmp_path, caps
 
 def test_replay_cli_writes_the_folder(image_path, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["replay", "--image", str(image_path), "--out", str(out), "--quiet",
-                 "--set", "channel.loss.model='none'"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "--image",
+                str(image_path),
+                "--out",
+                str(out),
+                "--quiet",
+                "--set",
+                "channel.loss.model='none'",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "final MS-SSIM" in text
     summary = json.loads((out / "summary.json").read_text())
@@ -84,9 +96,22 @@ def test_replay_cli_writes_the_folder(image_path, tmp_path, capsys):
 def test_budget_json_has_the_documented_keys(capsys):
     assert main(["budget", "bds3-rsmc-geo", "--json"]) == 0
     budget = json.loads(capsys.readouterr().out)
-    for key in ("freq_hz", "slant_range_km", "fspl_db", "eirp_dbw", "losses_db", "gt_dbk",
-                "cn0_dbhz", "rate_bps", "ebn0_db", "required_ebn0_db", "margin_db", "ber",
-                "packet_bits", "per"):
+    for key in (
+        "freq_hz",
+        "slant_range_km",
+        "fspl_db",
+        "eirp_dbw",
+        "losses_db",
+        "gt_dbk",
+        "cn0_dbhz",
+        "rate_bps",
+        "ebn0_db",
+        "required_ebn0_db",
+        "margin_db",
+        "ber",
+        "packet_bits",
+        "per",
+    ):
         assert key in budget, key
     assert main(["budget", "leo-pass-budget", "--json"]) == 0
     over_pass = json.loads(capsys.readouterr().out)
@@ -96,13 +121,26 @@ def test_budget_json_has_the_documented_keys(capsys):
 def test_scenarios_lists_presets(capsys):
     assert main(["scenarios"]) == 0
     out = capsys.readouterr().out
-    for name in ("bds3-rsmc-geo", "bds3-gsmc-meo", "iridium-sbd", "leo-pass-budget",
-                 "geo-burst-arq"):
+    for name in (
+        "bds3-rsmc-geo",
+        "bds3-gsmc-meo",
+        "iridium-sbd",
+        "leo-pass-budget",
+        "geo-burst-arq",
+    ):
         assert name in out
 
 
 def test_console_script_debug_shows_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "satlink.cli", "--debug", "decode", str(tmp_path), "--out",
-           str(tmp_path / "x.png")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "satlink.cli",
+        "--debug",
+        "decode",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "x.png"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr

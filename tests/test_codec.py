@@ -1,8 +1,9 @@
-"""Codec network, inference API and training loop, on the tiny configuration and the shipped model."""
+"""Codec network, inference API and training, on the tiny configuration and the shipped model."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import numpy as np
@@ -26,8 +27,9 @@ def tiny() -> Codec:
 
 def gradient_image(h: int, w: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1),
-                     (x + y) * 255 // max(h + w - 2, 1)], -1).astype(np.uint8)
+    return np.stack(
+        [x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) * 255 // max(h + w - 2, 1)], -1
+    ).astype(np.uint8)
 
 
 def test_shapes_and_dtypes(tiny: Codec) -> None:
@@ -137,9 +139,9 @@ def test_rvq_refines_with_every_stage() -> None:
     rvq = ResidualVQ(num_stages=4, codebook_size=32, dim=4)
     z = torch.randn(2000, 4)
     rvq.init_kmeans(z)
-    idx, cw = rvq.quantize(z)
+    _idx, cw = rvq.quantize(z)
     errors = [(z - cw[: k + 1].sum(0)).pow(2).mean().item() for k in range(4)]
-    assert all(a > b for a, b in zip(errors, errors[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(errors))
 
 
 def test_stage_weighting_matches_progic() -> None:
@@ -161,9 +163,21 @@ def train_dir(tmp_path_factory):
 
 
 def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path) -> None:
-    cfg = TrainConfig(data=str(train_dir), out=str(tmp_path / "run"), steps=30, batch_size=4,
-                      crop_px=64, lr=3e-3, warmup_steps=1, config="tiny", kmeans_batches=2,
-                      val_every=1000, progress=False, threads=1, erasure_prob=0.0)
+    cfg = TrainConfig(
+        data=str(train_dir),
+        out=str(tmp_path / "run"),
+        steps=30,
+        batch_size=4,
+        crop_px=64,
+        lr=3e-3,
+        warmup_steps=1,
+        config="tiny",
+        kmeans_batches=2,
+        val_every=1000,
+        progress=False,
+        threads=1,
+        erasure_prob=0.0,
+    )
     trainer = Trainer(cfg)
     trainer.kmeans_init()
     losses = [trainer.train_step()["loss"] for _ in range(30)]
@@ -197,6 +211,7 @@ def test_config_round_trips_through_json() -> None:
 
 
 # -- the shipped model -------------------------------------------------------------------------
+
 
 def test_default_weights_load_offline_and_refine() -> None:
     from skimage import data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import re
 import struct
 import time
 
@@ -30,6 +32,7 @@ from satlink.packets import (
     packetize_bytes,
     parse_fragment,
     parse_packet,
+    parse_packets,
     reassemble,
     reassemble_bytes,
 )
@@ -238,6 +241,89 @@ def test_parser_accepts_bytearray_and_memoryview() -> None:
     raw = packetize(random_code(5, 1, (2, 2)), 30)[0]
     for view in (bytearray(raw), memoryview(raw)):
         assert parse_packet(view).raw == raw
+
+
+def same_result(a: object, b: object) -> bool:
+    """Whether two parse results agree: same packet fields and indices, or same error."""
+    if isinstance(a, PacketError) or isinstance(b, PacketError):
+        return type(a) is type(b) and str(a) == str(b)
+    assert isinstance(a, IndexPacket | BytesPacket) and isinstance(b, IndexPacket | BytesPacket)
+    if isinstance(a, IndexPacket):
+        assert isinstance(b, IndexPacket)
+        if not np.array_equal(a.indices, b.indices) or not np.array_equal(a.positions, b.positions):
+            return False
+    return type(a) is type(b) and a.raw == b.raw and a.to_bytes() == b.to_bytes()
+
+
+@FAST
+@given(data=st.data(), size=st.none() | st.just(70))
+def test_parse_packets_agrees_with_parse_packet(data: st.DataObject, size: int | None) -> None:
+    pool = (
+        packetize(random_code(30, 3, (7, 9)), 70, message_id=1)
+        + packetize(random_code(31, 2, (5, 5), bits=13), 70, message_id=2, interleave=True)
+        + packetize(random_code(32, 2, (5, 5), bits=3), 40, message_id=3)
+        + packetize_bytes(b"payload" * 20, 70, message_id=4)
+    )
+    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=30))
+    batch = []
+    for i in picks:
+        raw = bytearray(pool[i])
+        how = data.draw(st.sampled_from(["keep", "flip", "cut", "field"]))
+        if how == "flip":
+            raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        elif how == "cut":
+            raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+        elif how == "field":  # any header byte, with a valid CRC
+            raw[data.draw(st.integers(0, 12))] = data.draw(st.integers(0, 255))
+            raw = bytearray(reseal(bytes(raw[:-4])))
+        batch.append(bytes(raw))
+    single = []
+    for raw in batch:
+        try:
+            single.append(parse_packet(raw, size))
+        except PacketError as exc:
+            single.append(exc)
+    together = parse_packets(batch, size, errors="return")
+    assert len(together) == len(single)
+    assert all(same_result(a, b) for a, b in zip(single, together, strict=True))
+    errors = [r for r in single if isinstance(r, PacketError)]
+    if errors:
+        with pytest.raises(type(errors[0]), match=re.escape(str(errors[0]))):
+            parse_packets(batch, size)
+
+
+def test_add_many_reports_each_packet_and_keeps_going() -> None:
+    code = random_code(33, 2, (4, 4))
+    packets = packetize(code, 30, message_id=8)
+    bad = bytearray(packets[2])
+    bad[20] ^= 8
+    r = Reassembler()
+    results = r.add_many([packets[0][:-1], packets[0], packets[0], bytes(bad), *packets[1:]])
+    assert isinstance(results[0], PacketCRCError)  # no size known yet: the CRC fails
+    assert results[1:3] == [True, False]
+    assert isinstance(results[3], PacketCRCError)
+    assert results[4:] == [True, True, True]
+    np.testing.assert_array_equal(r.index_message().indices, code.indices)
+    late = r.add_many([packets[1][:-3]])
+    assert isinstance(late[0], PacketTruncatedError)  # the size is known now
+
+
+def test_index_message_is_a_snapshot() -> None:
+    packets = packetize(random_code(34, 2, (4, 4)), 30)
+    r = Reassembler()
+    r.add(packets[0])
+    before = r.index_message()
+    r.add(packets[1])
+    assert before.received.sum() == 10 and r.index_message().received.sum() == 16
+
+
+def test_bytes_for_stages_as_a_codec_eval_callable() -> None:
+    code = random_code(35)
+    count = functools.partial(pk.bytes_for_stages, packet_size_bytes=360)
+    assert count(code, 2) == pk.bytes_for_stages((32, 48), 2) == 12 * 360
+    assert pk.packets_for_stages(random_code(36, bits=7), 1, packet_size_bytes=70) == -(
+        -1536 // pk.index_capacity(70, 7)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -43,32 +44,60 @@ def test_lossless_replay_matches_codec_and_never_gets_worse(small_image, model, 
     assert res.summary["time_to_full_quality_s"] == res.previews[-1].t_arrival_s
     # Stage-major with no loss: quality never drops.
     msssim = [p.scores["ms-ssim"] for p in res.previews]
-    assert all(b >= a - 1e-6 for a, b in zip(msssim, msssim[1:], strict=False)), msssim
-    for name in ("summary.json", "packets.csv", "contact_sheet.png", "progressive.gif",
-                 "quality_vs_packets.png", "quality_vs_time.png", "timeline.png"):
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(msssim)), msssim
+    for name in (
+        "summary.json",
+        "packets.csv",
+        "contact_sheet.png",
+        "progressive.gif",
+        "quality_vs_packets.png",
+        "quality_vs_time.png",
+        "timeline.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
 def test_same_seed_same_outputs_different_seed_differs(small_image, tmp_path):
-    runs = [replay("geo-burst-arq", small_image, seed=s, out_dir=tmp_path / f"r{i}")
-            for i, s in enumerate((5, 5, 6))]
+    runs = [
+        replay("geo-burst-arq", small_image, seed=s, out_dir=tmp_path / f"r{i}")
+        for i, s in enumerate((5, 5, 6))
+    ]
     csvs = [(tmp_path / f"r{i}" / "packets.csv").read_text() for i in range(3)]
     assert csvs[0] == csvs[1]
     assert csvs[0] != csvs[2]
-    figures = [{k: v for k, v in json.loads((tmp_path / f"r{i}" / "summary.json").read_text())
-                .items() if k != "versions"} for i in range(2)]
+    figures = [
+        {
+            k: v
+            for k, v in json.loads((tmp_path / f"r{i}" / "summary.json").read_text()).items()
+            if k != "versions"
+        }
+        for i in range(2)
+    ]
     assert figures[0] == figures[1]
     assert runs[0].summary["counts"] == runs[1].summary["counts"]
 
 
 def test_packets_csv_joins_trace_and_scores(small_image, tmp_path):
-    res = replay("bds3-rsmc-geo", small_image, seed=1, out_dir=tmp_path,
-                 overrides=("channel.loss.p=0.3",))
+    res = replay(
+        "bds3-rsmc-geo", small_image, seed=1, out_dir=tmp_path, overrides=("channel.loss.p=0.3",)
+    )
     with open(tmp_path / "packets.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(res.rows)
-    for col in ("seq", "t_enqueue_s", "t_tx_start_s", "t_tx_end_s", "t_arrival_s", "outcome",
-                "attempt", "channel_state", "rx_verdict", "preview", "psnr", "ms-ssim"):
+    for col in (
+        "seq",
+        "t_enqueue_s",
+        "t_tx_start_s",
+        "t_tx_end_s",
+        "t_arrival_s",
+        "outcome",
+        "attempt",
+        "channel_state",
+        "rx_verdict",
+        "preview",
+        "psnr",
+        "ms-ssim",
+    ):
         assert col in rows[0], col
     lost = [r for r in rows if r["outcome"] == "lost"]
     assert lost and all(r["t_arrival_s"] == "" and r["preview"] == "" for r in lost)
@@ -89,8 +118,12 @@ def test_receiver_counts_corrupt_and_duplicate(small_image, model):
     rx = Receiver(model, small_image)
     bad = bytearray(packets[0])
     bad[40] ^= 0x10
-    verdicts = [rx.receive(bytes(bad), 1.0).verdict, rx.receive(packets[0], 2.0).verdict,
-                rx.receive(packets[0], 3.0).verdict, rx.receive(b"short", 4.0).verdict]
+    verdicts = [
+        rx.receive(bytes(bad), 1.0).verdict,
+        rx.receive(packets[0], 2.0).verdict,
+        rx.receive(packets[0], 3.0).verdict,
+        rx.receive(b"short", 4.0).verdict,
+    ]
     assert verdicts == ["corrupted", "accepted", "duplicate", "rejected"]
     assert len(rx.previews) == 1
 
@@ -124,3 +157,35 @@ def test_unwritable_output_is_a_clear_error(small_image, tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError, match="cannot write to output folder"):
         replay("bds3-rsmc-geo", small_image, out_dir=blocker / "sub")
+
+
+def test_ctrl_c_leaves_valid_files(small_image, model, tmp_path):
+    class InterruptingCodec:
+        """Delegates to the real codec but raises KeyboardInterrupt on the third decode."""
+
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def decode(self, code, received=None):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return self.inner.decode(code, received)
+
+    res = replay("bds3-rsmc-geo", small_image, out_dir=tmp_path, codec=InterruptingCodec(model),
+                 overrides=NO_LOSS)
+    assert res.interrupted
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["previews"] == 2
+    from PIL import Image
+
+    frames = sorted((tmp_path / "previews").glob("*.png"))
+    assert [f.name for f in frames] == ["001.png", "002.png"]
+    for f in frames:
+        Image.open(f).verify()
+    assert not list(tmp_path.rglob(".*.tmp"))
+    with open(tmp_path / "packets.csv") as f:
+        assert len(list(csv.DictReader(f))) >= 2

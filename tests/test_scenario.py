@@ -350,3 +350,26 @@ def test_preset_files_parse_as_plain_toml() -> None:
         data = tomllib.loads((root / f"{name}.toml").read_text())
         assert data["scenario"]["name"] == name
         assert isinstance(parse_scenario(data, name), Scenario)
+
+
+def test_origin_reloads_and_with_overrides_adds_to_the_existing_ones(tmp_path: Path) -> None:
+    s = load_scenario("iridium-sbd", ["channel.loss.r=0.5"])
+    assert s.origin == "iridium-sbd"
+    assert load_scenario(s.origin, s.overrides) == s
+    t = s.with_overrides(["packets.interleave=true", "channel.arq.mode=selective-repeat"])
+    assert (t.channel.loss.r, t.packets.interleave, t.channel.arq.mode) == (
+        0.5,
+        True,
+        "selective-repeat",
+    )
+    assert t.overrides == (
+        "channel.loss.r=0.5",
+        "packets.interleave=true",
+        "channel.arq.mode=selective-repeat",
+    )
+    assert t == load_scenario("iridium-sbd", t.overrides)
+    with pytest.raises(ScenarioError, match=r"iridium-sbd.*channel\.loss\.p = 7\.0"):
+        s.with_overrides(["channel.loss.p=7.0"])
+    path = _write(tmp_path, MINIMAL)
+    f = load_scenario(path)
+    assert f.origin == str(path) and load_scenario(f.origin) == f

@@ -1,0 +1,118 @@
+"""Wall time of a full replay: a 768×512 image over bds3-rsmc-geo, a preview and scores after
+every packet, the whole report folder written.
+
+    python benchmarks/bench_replay.py [--image ../shared/data/kodak/kodim23.png] [--runs 5]
+
+Two figures: the `satlink replay` command as a user runs it (a fresh process: imports and model
+load included), and the in-process `replay()` call with its stages timed separately.
+Bar (issue 5): ≤ 15 s on the project's 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+
+
+def synthetic_768x512() -> Path:
+    from PIL import Image
+    from skimage import data
+
+    img = np.asarray(Image.fromarray(data.astronaut()).resize((768, 512)))
+    path = Path(tempfile.mkdtemp()) / "synthetic_768x512.png"
+    Image.fromarray(img).save(path)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--scenario", default="bds3-rsmc-geo")
+    args = ap.parse_args()
+    image = args.image if args.image.is_file() else synthetic_768x512()
+
+    cli_s = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "satlink.cli",
+                    "replay",
+                    args.scenario,
+                    "--image",
+                    str(image),
+                    "--out",
+                    f"{tmp}/out",
+                    "--quiet",
+                    "--seed",
+                    str(i),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            cli_s.append(time.perf_counter() - t0)
+
+    import torch
+
+    torch.set_num_threads(2)
+    import codec
+    from satlink.replay import replay
+
+    model = codec.default_codec()
+    replay(args.scenario, str(image), codec=model)  # warm-up
+    api_s, previews = [], 0
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            res = replay(args.scenario, str(image), seed=i, out_dir=tmp, codec=model)
+            api_s.append(time.perf_counter() - t0)
+            previews = len(res.previews)
+
+    # Where the time goes: one decode + score per preview dominates.
+    code = model.encode(str(image))
+    from codec.metrics import ms_ssim, psnr
+
+    ref = codec.load_image(str(image))
+    t0 = time.perf_counter()
+    for _ in range(3):
+        out = model.decode(code, code.stage_mask(2))
+    decode_s = (time.perf_counter() - t0) / 3
+    t0 = time.perf_counter()
+    for _ in range(3):
+        psnr(ref, out), ms_ssim(ref, out)
+    score_s = (time.perf_counter() - t0) / 3
+
+    print(
+        f"image: {image.name} ({ref.shape[1]}×{ref.shape[0]}), scenario {args.scenario}, "
+        f"{previews} previews, torch threads 2, median of {args.runs}"
+    )
+    print()
+    print("| measure | median (s) | min (s) | max (s) | bar |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| `satlink replay` (fresh process) | {statistics.median(cli_s):.2f} | "
+        f"{min(cli_s):.2f} | {max(cli_s):.2f} | ≤ 15 s |"
+    )
+    print(
+        f"| `replay()` in process, model loaded | {statistics.median(api_s):.2f} | "
+        f"{min(api_s):.2f} | {max(api_s):.2f} | |"
+    )
+    print(f"| one decode (per preview) | {decode_s:.3f} | | | |")
+    print(f"| one PSNR + MS-SSIM (per preview) | {score_s:.3f} | | | |")
+
+
+if __name__ == "__main__":
+    main()
