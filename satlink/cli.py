@@ -137,7 +137,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         out_dir=args.out,
         root_seed=args.seed,
-        payloads=args.payload,
+        payloads=["rvq", *(p for p in args.payload if p != "rvq")],  # --payload adds to RVQ
         budget_packets=args.budget_packets,
         overrides=args.set,
         progress=not args.quiet,

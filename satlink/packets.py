@@ -4,6 +4,13 @@ Every packet can be placed without any other packet: its header carries the mess
 and its own sequence number, and the stage, first index position and index count follow from
 those (see ``docs/PACKET_FORMAT.md`` for the byte layout and the reasons behind it).
 
+Sending: :func:`packetize` (a ``ProgressiveCode``), :func:`packetize_bytes` (a file),
+:func:`fragment` (for services with a smaller message cap). Receiving: :func:`parse_packet` /
+:func:`parse_packets`, :class:`Reassembler` (or :func:`reassemble`, :func:`reassemble_bytes`),
+:class:`Defragmenter`. Sizing: :func:`index_capacity`, :func:`packets_for_stages`,
+:func:`bytes_for_stages`, :func:`payload_efficiency`. Every malformed input raises a
+:class:`PacketError` subclass that names the fault.
+
 >>> import numpy as np
 >>> from codec.code import ProgressiveCode
 >>> rng = np.random.default_rng(7)
@@ -143,6 +150,7 @@ _INDEX_HEADER = struct.Struct(">BHHHBHHB")
 _BYTES_HEADER = struct.Struct(">BHHIB")
 # Marker | message id | packet seq | fragment index | fragment count
 _FRAGMENT_HEADER = struct.Struct(">BHHBB")
+_MESSAGE_SEQ = struct.Struct(">HH")  # bytes 1-4 of every packet
 # The same layout as a numpy record, to build the headers of a whole message at once.
 _INDEX_HEADER_DTYPE = np.dtype(
     [
@@ -853,12 +861,12 @@ def _check_zero_padding(data: bytes, start: int, end: int, used_bits: int) -> No
 _F_RAW, _F_BITS, _F_COUNT = 6, 11, 17  # positions in the tuple _index_fields returns
 
 
-def _index_fields(data: bytes, n: int) -> tuple:
-    """Check an index packet's header and padding (CRC already checked); return the
-    :class:`IndexPacket` arguments up to, not including, ``indices``."""
-    byte0, message_id, seq, model_id, sb, height, width, sk = _INDEX_HEADER.unpack_from(data)
+@lru_cache(maxsize=1024)
+def _index_geometry(n: int, byte0: int, descriptor: bytes, k: int) -> tuple:
+    """Checks and derived values that depend only on what all packets of a message share
+    (cached: a message's packets repeat them). ``descriptor`` is header bytes 5-11."""
+    model_id, sb, height, width = struct.unpack(">HBHH", descriptor)
     num_stages, b = (sb >> 4) + 1, (sb & 15) + 1
-    stage_field, k = sk >> 4, sk & 15
     if height == 0:
         raise PacketFieldError("image_height_px", 0, "1..65535", 8)
     if width == 0:
@@ -884,27 +892,45 @@ def _index_fields(data: bytes, n: int) -> tuple:
             8,
             f"{num_stages} stages of a {h}x{w} latent need {total} packets of {n} bytes",
         )
+    order, interleave = ORDERS[(byte0 >> 1) & 1], bool(byte0 & 1)
+    return (order, interleave, model_id, num_stages, b, (height, width), (h, w), positions, cap,
+            pps, total)  # fmt: skip
+
+
+def _index_fields(data: bytes, n: int) -> tuple:
+    """Check an index packet's header and padding (CRC already checked); return the
+    :class:`IndexPacket` arguments up to, not including, ``indices``."""
+    sk = data[12]
+    k = sk & 15
+    order, interleave, model_id, num_stages, b, image_size, latent, positions, cap, pps, total = (
+        _index_geometry(n, data[0], data[5:12], k)
+    )
+    message_id, seq = _MESSAGE_SEQ.unpack_from(data, 1)
     if seq >= total:
         raise PacketFieldError(
             "seq", seq, f"0..{total - 1}", 3, f"the message has {total} packets of {n} bytes"
         )
-    if byte0 & 2:  # position-major
+    if data[0] & 2:  # position-major
         chunk, stage = divmod(seq, num_stages)
     else:
         stage, chunk = divmod(seq, pps)
-    if stage_field != stage:
+    if sk >> 4 != stage:
         raise PacketFieldError(
-            "stage", stage_field, str(stage), 12, f"seq {seq} belongs to stage {stage}"
+            "stage", sk >> 4, str(stage), 12, f"seq {seq} belongs to stage {stage}"
         )
     first = chunk * cap
     count = min(cap, positions - first)
     used_bits = count * b
     start = INDEX_HEADER_SIZE_BYTES + ((used_bits + 7) >> 3)
-    _check_zero_padding(data, start, n - CRC_SIZE_BYTES, used_bits)
+    end = n - CRC_SIZE_BYTES
+    # Cheap test first (two C calls); the helper then finds and names the offending byte.
+    if data.count(0, start, end) != end - start or (
+        used_bits & 7 and data[start - 1] & (0xFF >> (used_bits & 7))
+    ):
+        _check_zero_padding(data, start, end, used_bits)
     return (
-        n, FORMAT_VERSION, _KIND_INDICES, message_id, seq, total, data,
-        ORDERS[(byte0 >> 1) & 1], bool(byte0 & 1), model_id, num_stages, b,
-        (height, width), k, (h, w), stage, first, count,
+        n, FORMAT_VERSION, _KIND_INDICES, message_id, seq, total, data, order, interleave,
+        model_id, num_stages, b, image_size, k, latent, stage, first, count,
     )  # fmt: skip
 
 
@@ -1216,10 +1242,20 @@ class Reassembler:
                 self._arrays[p.message_id] = (np.zeros(shape, np.uint16), np.zeros(shape, bool))
                 self._place(p)
             return True
-        # Descriptors of different kinds differ in their first entry, so zip stops in time.
-        for (name, value), (_, earlier) in zip(_descriptor(p), _descriptor(first), strict=False):
-            if value != earlier:
-                raise PacketConsistencyError(p.message_id, p.seq, name, value, earlier)
+        # Fast check on the raw header bytes all packets of a message share (byte 0 and, for
+        # indices, bytes 5-11 and the low nibble of byte 12; for file bytes, bytes 5-9); only
+        # on a mismatch find and name the field that differs.
+        a, e = p.raw, first.raw
+        if isinstance(p, IndexPacket):
+            same = a[0] == e[0] and a[5:12] == e[5:12] and not (a[12] ^ e[12]) & 15
+        else:
+            same = a[0] == e[0] and a[5:10] == e[5:10]
+        if not same:
+            # Descriptors of different kinds differ in their first entry: zip stops in time.
+            pairs = zip(_descriptor(p), _descriptor(first), strict=False)
+            for (name, value), (_, earlier) in pairs:
+                if value != earlier:
+                    raise PacketConsistencyError(p.message_id, p.seq, name, value, earlier)
         have = self._packets[p.message_id]
         old = have.get(p.seq)
         if old is not None:

@@ -738,3 +738,10 @@ def test_combinations_of_order_and_interleave_keep_stage_prefix_clean() -> None:
         if order == "stage-major":
             k = pk.packets_for_stages((10, 10), 2, packet_size_bytes=70)
             assert reassemble(packets[:k]).complete_stages == 2
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(pk, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 40
