@@ -37,8 +37,13 @@ from codec.eval import CODEC_NAMES, EvalError, run_eval
 
 DEFAULT_DATA = Path("/work/shared/data/kodak")
 # (stages, AVIF PSNR, AVIF MS-SSIM) at raw index bytes, from the issue (mean over Kodak).
-AVIF_REFERENCE = {1: (24.26, 0.8215), 2: (26.04, 0.8795), 3: (27.23, 0.9106), 4: (28.14, 0.9267),
-                  5: (28.87, 0.9389)}
+AVIF_REFERENCE = {
+    1: (24.26, 0.8215),
+    2: (26.04, 0.8795),
+    3: (27.23, 0.9106),
+    4: (28.14, 0.9267),
+    5: (28.87, 0.9389),
+}
 
 
 def _budgets(kind: str, packet_size: int):
@@ -53,12 +58,15 @@ def _budgets(kind: str, packet_size: int):
         return sent(code.latent_shape, k, bits_per_index=code.bits_per_index)
 
     def file_bytes(code, k: int) -> int:
-        n = packets.packets_for_stages(code.latent_shape, k, bits_per_index=code.bits_per_index,
-                                       packet_size_bytes=packet_size)
+        n = packets.packets_for_stages(
+            code.latent_shape, k, bits_per_index=code.bits_per_index, packet_size_bytes=packet_size
+        )
         return n * packets.byte_capacity(packet_size)
 
-    label = (f"whole {packet_size}-byte packets, headers included; a classical file must fit "
-             f"the same packets ({packets.byte_capacity(packet_size)} file bytes each)")
+    label = (
+        f"whole {packet_size}-byte packets, headers included; a classical file must fit "
+        f"the same packets ({packets.byte_capacity(packet_size)} file bytes each)"
+    )
     return sent_bytes, file_bytes, label
 
 
@@ -72,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/codec_eval/rvq.json"))
     ap.add_argument("--codecs", default=",".join(CODEC_NAMES))
     ap.add_argument("--model", default="progic-rvq-s", help="model name, id or .pt path")
-    ap.add_argument("--random-weights", action="store_true",
-                    help="smoke test only: default CodecConfig with random weights")
+    ap.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="smoke test only: default CodecConfig with random weights",
+    )
     ap.add_argument("--limit", type=int, default=0, help="only the first N images")
     ap.add_argument("--workers", type=int, default=2, help="processes for classical codecs")
     ap.add_argument("--budget", choices=("packets", "raw"), default="packets")
@@ -90,9 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     sent_bytes, file_bytes, label = _budgets(args.budget, args.packet_size)
     t0 = time.perf_counter()
     try:
-        got = run_eval(args.data, args.out, codecs=args.codecs, bytes_for_stages=sent_bytes,
-                       classical_budget=file_bytes, per_image=args.per_image, codec=codec,
-                       limit=args.limit or None, workers=args.workers, budget_label=label)
+        got = run_eval(
+            args.data,
+            args.out,
+            codecs=args.codecs,
+            bytes_for_stages=sent_bytes,
+            classical_budget=file_bytes,
+            per_image=args.per_image,
+            codec=codec,
+            limit=args.limit or None,
+            workers=args.workers,
+            budget_label=label,
+        )
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -105,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"# Codec quality: {codec.name} on {n_img} images from {args.data}\n")
     print(f"- budget: {label}")
-    print(f"- wall time: {wall:.0f} s ({args.workers} workers); files: "
-          + ", ".join(got["files"].values()) + f"; plot: {got['plot']}\n")
+    print(
+        f"- wall time: {wall:.0f} s ({args.workers} workers); files: "
+        + ", ".join(got["files"].values())
+        + f"; plot: {got['plot']}\n"
+    )
     head = ["stages", "bytes sent"]
     if "rvq" in res:
         head += ["RVQ PSNR", "RVQ MS-SSIM"]
@@ -133,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     if "rvq" in res:
         usage = res["rvq"]["codebook_usage"]
         per = ", ".join(f"{u:.1%}" for u in usage["per_stage"])
-        print(f"\nCodebook usage per stage over {usage['images']} images "
-              f"({usage['codebook_size']} codes): {per}; min {usage['min']:.1%} "
-              f"({'meets' if usage['min'] >= 0.8 else 'misses'} the 80% bar)")
+        print(
+            f"\nCodebook usage per stage over {usage['images']} images "
+            f"({usage['codebook_size']} codes): {per}; min {usage['min']:.1%} "
+            f"({'meets' if usage['min'] >= 0.8 else 'misses'} the 80% bar)"
+        )
     if "rvq" in res and "avif" in res:
         print(f"\nRVQ MS-SSIM ≥ AVIF at every stage count: {'yes' if all_ok else 'no'}")
     if args.budget == "raw" and "avif" in res:
@@ -146,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             if k in AVIF_REFERENCE:
                 r = res["avif"]["results"]
                 p, m = AVIF_REFERENCE[k]
-                print(f"| {k} | {_fmt(r['psnr-rgb'][i], 2)} | {p} | "
-                      f"{_fmt(r['ms-ssim-rgb'][i], 4)} | {m} |")
+                print(
+                    f"| {k} | {_fmt(r['psnr-rgb'][i], 2)} | {p} | "
+                    f"{_fmt(r['ms-ssim-rgb'][i], 4)} | {m} |"
+                )
     return 0
 
 

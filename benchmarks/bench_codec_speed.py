@@ -43,9 +43,10 @@ def _load_codec() -> tuple[Codec, str]:
     except ModelNotFoundError as exc:
         torch.manual_seed(0)
         net = ProgressiveCodec(CodecConfig())
-        return (Codec(net, model_id=0, name="random"),
-                f"default CodecConfig with random weights ({exc}); timing does not depend on "
-                "weights")
+        return (
+            Codec(net, model_id=0, name="random"),
+            f"default CodecConfig with random weights ({exc}); timing does not depend on weights",
+        )
 
 
 def _image(path: Path | None) -> tuple[np.ndarray, str]:
@@ -79,7 +80,7 @@ def _packet_masks(shape: tuple[int, int, int], per_packet: int) -> list[np.ndarr
     for s in range(stages):
         flat = mask[s].reshape(-1)
         for start in range(0, h * w, per_packet):
-            flat[start: start + per_packet] = True
+            flat[start : start + per_packet] = True
             masks.append(mask.copy())
     return masks
 
@@ -89,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--image", type=Path, default=None)
-    ap.add_argument("--batch", type=int, nargs="+", default=[4, 8],
-                    help="decode_batch group sizes for the per-packet previews")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[4, 8],
+        help="decode_batch group sizes for the per-packet previews",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -109,13 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((label, ms, bar, ok))
 
     bar_row("encode 768×512", _median_ms(lambda: codec.encode(img), args.repeats), 150)
-    bar_row("decode 768×512 (all stages)", _median_ms(lambda: codec.decode(code), args.repeats),
-            250)
+    bar_row(
+        "decode 768×512 (all stages)", _median_ms(lambda: codec.decode(code), args.repeats), 250
+    )
     one = code.stage_mask(1)
-    bar_row("decode 768×512 (stage 1 only)",
-            _median_ms(lambda: codec.decode(code, one), args.repeats), None)
-    bar_row("decode 256×256 (all stages)", _median_ms(lambda: codec.decode(small),
-                                                      args.repeats), 40)
+    bar_row(
+        "decode 768×512 (stage 1 only)",
+        _median_ms(lambda: codec.decode(code, one), args.repeats),
+        None,
+    )
+    bar_row(
+        "decode 256×256 (all stages)", _median_ms(lambda: codec.decode(small), args.repeats), 40
+    )
     bar_row("encode 256×256", _median_ms(lambda: codec.encode(crop), args.repeats), None)
 
     # Previews after every packet: per-preview cost, one by one against batched.
@@ -126,23 +137,34 @@ def main(argv: list[str] | None = None) -> int:
         for m in masks:
             codec.decode(code, m)
 
-    bar_row(f"{n} per-packet previews 768×512, one by one (per preview)",
-            _median_ms(one_by_one, reps, warmup=1) / n, None)
+    bar_row(
+        f"{n} per-packet previews 768×512, one by one (per preview)",
+        _median_ms(one_by_one, reps, warmup=1) / n,
+        None,
+    )
     for b in args.batch:
+
         def batched(b: int = b) -> None:
             for i in range(0, n, b):
-                codec.decode_batch(code, masks[i: i + b])
+                codec.decode_batch(code, masks[i : i + b])
 
-        bar_row(f"{n} per-packet previews 768×512, decode_batch of {b} (per preview)",
-                _median_ms(batched, reps, warmup=1) / n, None)
+        bar_row(
+            f"{n} per-packet previews 768×512, decode_batch of {b} (per preview)",
+            _median_ms(batched, reps, warmup=1) / n,
+            None,
+        )
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# Codec speed ({platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads, median of {args.repeats})\n")
+    print(
+        f"# Codec speed ({platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, median of {args.repeats})\n"
+    )
     print(f"- model: {model_text}")
-    print(f"- parameters: {codec.net.num_parameters() / 1e6:.2f} M; code "
-          f"{code.indices.shape[0]}×{code.indices.shape[1]}×{code.indices.shape[2]}, "
-          f"{n} packets of {INDICES_PER_PACKET} indices")
+    print(
+        f"- parameters: {codec.net.num_parameters() / 1e6:.2f} M; code "
+        f"{code.indices.shape[0]}×{code.indices.shape[1]}×{code.indices.shape[2]}, "
+        f"{n} packets of {INDICES_PER_PACKET} indices"
+    )
     print(f"- image: {img_text}")
     print(f"- load average (1 min) at the end: {load:.2f} on {os.cpu_count()} CPUs\n")
     print("| operation | median ms | bar ms | meets bar |")

@@ -20,8 +20,8 @@ produced) and ``"misses"`` (images for which nothing fitted). The RVQ file adds
 
 **Bytes.** ``bpp`` counts the bytes actually sent: ``bytes_for_stages(code, k) * 8 / pixels``. The
 default counts the raw index bits, ``ceil(k * h * w * bits / 8)``; the CLI passes the packet layer's
-count (whole 360-byte packets, headers included). ``codec`` never imports the transport: the
-function is injected.
+count (whole 360-byte packets, headers included; ``budget_label`` says so in the descriptions).
+``codec`` never imports the transport: the function is injected.
 
 **Classical codecs at the same budget.** For each image and stage count ``k`` a classical codec
 may use ``classical_budget(code, k)`` bytes of file, by default the same bytes the RVQ packets
@@ -48,8 +48,13 @@ mid-grey image, and ``misses`` counts them per stage count.
 8 is four times faster but loses 0.5 to 1 dB here, which would flatter the RVQ codec), quality
 0..100. JPEG XL: libjxl, quality 0..100 (distance 25..0), effort 7. JPEG: libjpeg, quality 1..100,
 optimised Huffman tables, 4:2:0. One thread per encoder; ``workers`` runs images in parallel.
-Measured here on a busy 2-core machine: AVIF takes about 10 s per Kodak image, JPEG XL about 15
-s, JPEG about 3 s (most of it scoring), RVQ about 2 s.
+CPU time per Kodak image measured here: AVIF about 9 s (about 85 encodes for the five budgets),
+JPEG XL about 9 s, JPEG about 2 s (nearly all of it scoring), RVQ about 2 s (five decodes).
+Encoding and decoding times of a classical codec are those of the file chosen by MS-SSIM.
+Check against the issue's AVIF reference (raw budgets 1,920 … 9,600 bytes, mean over Kodak,
+MS-SSIM 0.8215 / 0.8795 / 0.9106 / 0.9267 / 0.9389): on six Kodak images (01, 02, 10, 18, 22,
+23) this search gives 0.815 / 0.877 / 0.908 / 0.926 / 0.938 (PSNR 24.8 / 26.7 / 27.9 / 28.8 /
+29.4 dB against 24.3 / 26.0 / 27.2 / 28.1 / 28.9 for all 24).
 
 **Codebook usage** (:func:`codebook_usage`) is the fraction of each stage's codebook that occurs at
 least once over the image set.
@@ -125,8 +130,9 @@ class ClassicalCodec:
 
 
 def _avif_encode(rgb: np.ndarray, q: int) -> bytes:
-    return bytes(imagecodecs.avif_encode(rgb, level=q, speed=AVIF_SPEED, pixelformat="yuv444",
-                                         numthreads=1))
+    return bytes(
+        imagecodecs.avif_encode(rgb, level=q, speed=AVIF_SPEED, pixelformat="yuv444", numthreads=1)
+    )
 
 
 def _jxl_encode(rgb: np.ndarray, q: int) -> bytes:
@@ -148,15 +154,36 @@ def _rgb_decoder(fn: Callable[[bytes], np.ndarray]) -> Callable[[bytes], np.ndar
 
 
 CLASSICAL_CODECS: dict[str, ClassicalCodec] = {
-    "avif": ClassicalCodec("avif", "AVIF", _avif_encode, _rgb_decoder(imagecodecs.avif_decode),
-                           0, 100, _AVIF_SETTINGS,
-                           14.0),
-    "jxl": ClassicalCodec("jxl", "JPEG XL", _jxl_encode,
-                          _rgb_decoder(imagecodecs.jpegxl_decode), 0, 100,
-                          f"libjxl {imagecodecs.jpegxl_version()}, effort 7", 20.0),
-    "jpeg": ClassicalCodec("jpeg", "JPEG", _jpeg_encode, _rgb_decoder(imagecodecs.jpeg8_decode),
-                           1, 100, f"libjpeg {imagecodecs.jpeg8_version()}, 4:2:0, optimised",
-                           10.0),
+    "avif": ClassicalCodec(
+        "avif",
+        "AVIF",
+        _avif_encode,
+        _rgb_decoder(imagecodecs.avif_decode),
+        0,
+        100,
+        _AVIF_SETTINGS,
+        14.0,
+    ),
+    "jxl": ClassicalCodec(
+        "jxl",
+        "JPEG XL",
+        _jxl_encode,
+        _rgb_decoder(imagecodecs.jpegxl_decode),
+        0,
+        100,
+        f"libjxl {imagecodecs.jpegxl_version()}, effort 7",
+        20.0,
+    ),
+    "jpeg": ClassicalCodec(
+        "jpeg",
+        "JPEG",
+        _jpeg_encode,
+        _rgb_decoder(imagecodecs.jpeg8_decode),
+        1,
+        100,
+        f"libjpeg {imagecodecs.jpeg8_version()}, 4:2:0, optimised",
+        10.0,
+    ),
 }
 CODEC_NAMES: tuple[str, ...] = ("rvq", *CLASSICAL_CODECS)
 
@@ -220,21 +247,31 @@ def _resize(rgb: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-            or image.shape[2] != 3:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
         raise EvalError(f"image must be uint8 H×W×3, got {dtype} with shape {shape}")
     if min(image.shape[:2]) < MIN_SIDE_PX:
-        raise EvalError(f"image is {image.shape[1]}×{image.shape[0]} px; scoring needs each "
-                        f"side at least {MIN_SIDE_PX} px")
+        raise EvalError(
+            f"image is {image.shape[1]}×{image.shape[0]} px; scoring needs each "
+            f"side at least {MIN_SIDE_PX} px"
+        )
     return np.ascontiguousarray(image)
 
 
-def fit_classical_budgets(image: np.ndarray, codec: str | ClassicalCodec,
-                          budgets_bytes: Sequence[int], scales: Sequence[int] = SCALES,
-                          select: str = "ms-ssim",
-                          _cache: _FitCache | None = None) -> list[ClassicalFit]:
+def fit_classical_budgets(
+    image: np.ndarray,
+    codec: str | ClassicalCodec,
+    budgets_bytes: Sequence[int],
+    scales: Sequence[int] = SCALES,
+    select: str = "ms-ssim",
+    _cache: _FitCache | None = None,
+) -> list[ClassicalFit]:
     """Best file of ``codec`` within each budget (see the module docstring for the search).
 
     ``select`` (``"ms-ssim"`` or ``"psnr"``) decides which candidate is the chosen file.
@@ -243,8 +280,7 @@ def fit_classical_budgets(image: np.ndarray, codec: str | ClassicalCodec,
     cc = _classical(codec) if isinstance(codec, str) else codec
     if select not in ("ms-ssim", "psnr"):
         raise EvalError(f"select must be 'ms-ssim' or 'psnr', got {select!r}")
-    if not scales or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
-                         for s in scales):
+    if not scales or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales):
         raise EvalError(f"scales must be positive integers, got {list(scales)}")
     bad = [b for b in budgets_bytes if int(b) < 1]
     if bad:
@@ -270,8 +306,12 @@ def fit_classical_budgets(image: np.ndarray, codec: str | ClassicalCodec,
             small = cc.decode(t.data)
             dec_s = time.perf_counter() - t0
             big = _resize(small, (w, h))
-            t.scores = (float(psnr_batch(image, [big])[0]),
-                        float(ms_ssim_batch(image, [big])[0]), dec_s, big)
+            t.scores = (
+                float(psnr_batch(image, [big])[0]),
+                float(ms_ssim_batch(image, [big])[0]),
+                dec_s,
+                big,
+            )
         return t.scores
 
     fits = []
@@ -280,8 +320,14 @@ def fit_classical_budgets(image: np.ndarray, codec: str | ClassicalCodec,
         declines = 0
         for scale in sorted(set(scales)):
             known = {q: len(t.data) for (s, q), t in cache.trials.items() if s == scale}
-            q = _search_quality(lambda q, s=scale: len(trial(s, q).data), cc.quality_min,
-                                cc.quality_max, budget, known, cc.doubling_q)
+            q = _search_quality(
+                lambda q, s=scale: len(trial(s, q).data),
+                cc.quality_min,
+                cc.quality_max,
+                budget,
+                known,
+                cc.doubling_q,
+            )
             if q is None:
                 continue  # not even the lowest quality fits at this scale
             p, m = scored(scale, q)[:2]
@@ -293,23 +339,57 @@ def fit_classical_budgets(image: np.ndarray, codec: str | ClassicalCodec,
                 break  # a still smaller picture will not do better
         if not candidates:
             grey = np.full_like(image, MISS_GREY)
-            fits.append(ClassicalFit(cc.name, budget, grey, float(psnr_batch(image, [grey])[0]),
-                                     float(ms_ssim_batch(image, [grey])[0])))
+            fits.append(
+                ClassicalFit(
+                    cc.name,
+                    budget,
+                    grey,
+                    float(psnr_batch(image, [grey])[0]),
+                    float(ms_ssim_batch(image, [grey])[0]),
+                )
+            )
             continue
         key_idx = 1 if select == "ms-ssim" else 0
         best = max(candidates, key=lambda sq: scored(*sq)[key_idx])
         p, m, dec_s, big = scored(*best)
-        listed = [{"scale": s, "quality": q, "bytes": len(trial(s, q).data),
-                   "psnr": scored(s, q)[0], "ms-ssim": scored(s, q)[1]} for s, q in candidates]
-        fits.append(ClassicalFit(
-            cc.name, budget, big, p, m, trial(*best).data, best[0], best[1],
-            trial(*best).encode_s, dec_s, best_psnr=max(c["psnr"] for c in listed),
-            best_ms_ssim=max(c["ms-ssim"] for c in listed), candidates=listed))
+        listed = [
+            {
+                "scale": s,
+                "quality": q,
+                "bytes": len(trial(s, q).data),
+                "psnr": scored(s, q)[0],
+                "ms-ssim": scored(s, q)[1],
+            }
+            for s, q in candidates
+        ]
+        fits.append(
+            ClassicalFit(
+                cc.name,
+                budget,
+                big,
+                p,
+                m,
+                trial(*best).data,
+                best[0],
+                best[1],
+                trial(*best).encode_s,
+                dec_s,
+                best_psnr=max(c["psnr"] for c in listed),
+                best_ms_ssim=max(c["ms-ssim"] for c in listed),
+                candidates=listed,
+            )
+        )
     return fits
 
 
-def _search_quality(size_of: Callable[[int], int], q_min: int, q_max: int, budget: int,
-                    known: Mapping[int, int], doubling_q: float = 14.0) -> int | None:
+def _search_quality(
+    size_of: Callable[[int], int],
+    q_min: int,
+    q_max: int,
+    budget: int,
+    known: Mapping[int, int],
+    doubling_q: float = 14.0,
+) -> int | None:
     """Highest quality in ``q_min..q_max`` whose size fits ``budget`` (None if ``q_min`` does not).
 
     Sizes grow roughly exponentially with quality, so the next probe interpolates log(size)
@@ -360,8 +440,13 @@ def _search_quality(size_of: Callable[[int], int], q_min: int, q_max: int, budge
     return lo
 
 
-def fit_classical(image: np.ndarray, codec: str | ClassicalCodec, budget_bytes: int,
-                  scales: Sequence[int] = SCALES, select: str = "ms-ssim") -> ClassicalFit:
+def fit_classical(
+    image: np.ndarray,
+    codec: str | ClassicalCodec,
+    budget_bytes: int,
+    scales: Sequence[int] = SCALES,
+    select: str = "ms-ssim",
+) -> ClassicalFit:
     """Best file of ``codec`` (``"avif"``, ``"jxl"``, ``"jpeg"``) within ``budget_bytes``.
 
     >>> fit = fit_classical(image, "avif", 1920)                     # doctest: +SKIP
@@ -373,8 +458,9 @@ def fit_classical(image: np.ndarray, codec: str | ClassicalCodec, budget_bytes: 
 
 def _classical(name: str) -> ClassicalCodec:
     if name not in CLASSICAL_CODECS:
-        raise EvalError(f"unknown classical codec {name!r}; choose from "
-                        f"{', '.join(CLASSICAL_CODECS)}")
+        raise EvalError(
+            f"unknown classical codec {name!r}; choose from {', '.join(CLASSICAL_CODECS)}"
+        )
     return CLASSICAL_CODECS[name]
 
 
@@ -386,13 +472,16 @@ def codebook_usage(codes: Iterable[ProgressiveCode], codebook_size: int) -> list
         if seen is None:
             seen = [np.zeros(codebook_size, bool) for _ in range(code.num_stages)]
         if code.num_stages != len(seen):
-            raise EvalError(f"codes have {code.num_stages} and {len(seen)} stages; "
-                            "usage needs one model")
+            raise EvalError(
+                f"codes have {code.num_stages} and {len(seen)} stages; usage needs one model"
+            )
         for s in range(code.num_stages):
             idx = code.indices[s].ravel()
             if idx.size and int(idx.max()) >= codebook_size:
-                raise EvalError(f"index {int(idx.max())} at stage {s + 1} is outside a "
-                                f"codebook of {codebook_size}")
+                raise EvalError(
+                    f"index {int(idx.max())} at stage {s + 1} is outside a "
+                    f"codebook of {codebook_size}"
+                )
             seen[s][idx] = True
     if seen is None:
         raise EvalError("codebook usage needs at least one code")
@@ -422,8 +511,7 @@ def find_images(data: str | Path, limit: int | None = None) -> list[Path]:
     if p.is_file():
         files = [p]
     elif p.is_dir():
-        files = sorted(f for f in p.iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     else:
         raise EvalError(f"no such image folder or file: {p}")
     if not files:
@@ -448,16 +536,33 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _classical_rows(image: np.ndarray | str | Path, cname: str, budgets: list[int],
-                    scales: Sequence[int], select: str) -> list[dict]:
+def _classical_rows(
+    image: np.ndarray | str | Path,
+    cname: str,
+    budgets: list[int],
+    scales: Sequence[int],
+    select: str,
+) -> list[dict]:
     """Fit one image at every budget; plain dicts (no pixels), so a worker can return them."""
     rgb = load_image(image) if not isinstance(image, np.ndarray) else image
-    fits = fit_classical_budgets(rgb, cname, budgets, scales,
-                                 "psnr" if select == "psnr" else "ms-ssim")
-    return [{"psnr": f.psnr, "ms_ssim": f.ms_ssim, "best_psnr": f.best_psnr,
-             "best_ms_ssim": f.best_ms_ssim, "bytes": f.size_bytes, "scale": f.scale,
-             "quality": f.quality, "encode_s": f.encode_s, "decode_s": f.decode_s,
-             "miss": f.miss} for f in fits]
+    fits = fit_classical_budgets(
+        rgb, cname, budgets, scales, "psnr" if select == "psnr" else "ms-ssim"
+    )
+    return [
+        {
+            "psnr": f.psnr,
+            "ms_ssim": f.ms_ssim,
+            "best_psnr": f.best_psnr,
+            "best_ms_ssim": f.best_ms_ssim,
+            "bytes": f.size_bytes,
+            "scale": f.scale,
+            "quality": f.quality,
+            "encode_s": f.encode_s,
+            "decode_s": f.decode_s,
+            "miss": f.miss,
+        }
+        for f in fits
+    ]
 
 
 def _worker_init() -> None:
@@ -466,14 +571,19 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def evaluate(codec: Codec,
-             images: Mapping[str, np.ndarray] | Sequence[tuple[str, np.ndarray | str | Path]],
-             codecs: str | Sequence[str] = CODEC_NAMES,
-             bytes_for_stages: BytesForStages | None = None,
-             classical_budget: BytesForStages | None = None,
-             per_image: bool = False, scales: Sequence[int] = SCALES,
-             select: str = "each", workers: int = 1, progress: bool = False,
-             budget_label: str = "") -> dict[str, dict]:
+def evaluate(
+    codec: Codec,
+    images: Mapping[str, np.ndarray] | Sequence[tuple[str, np.ndarray | str | Path]],
+    codecs: str | Sequence[str] = CODEC_NAMES,
+    bytes_for_stages: BytesForStages | None = None,
+    classical_budget: BytesForStages | None = None,
+    per_image: bool = False,
+    scales: Sequence[int] = SCALES,
+    select: str = "each",
+    workers: int = 1,
+    progress: bool = False,
+    budget_label: str = "",
+) -> dict[str, dict]:
     """Score ``codec`` and the selected classical codecs on ``images`` (name -> image).
 
     Images are uint8 arrays or anything :func:`codec.load_image` reads. Returns
@@ -512,8 +622,9 @@ def evaluate(codec: Codec,
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
     try:
         for name, img in items:
             try:
@@ -533,10 +644,12 @@ def evaluate(codec: Codec,
             meta.append((name, pixels, sent, budgets))
             for cname in classical:
                 if pool is not None:
-                    pending[cname].append(pool.submit(_classical_rows, rgb, cname, budgets,
-                                                      tuple(scales), select))
+                    pending[cname].append(
+                        pool.submit(_classical_rows, rgb, cname, budgets, tuple(scales), select)
+                    )
                     pending[cname][-1].add_done_callback(
-                        lambda _f: bar.update() if bar is not None else None)
+                        lambda _f: bar.update() if bar is not None else None
+                    )
                 else:
                     pending[cname].append(_classical_rows(rgb, cname, budgets, scales, select))
                     if bar is not None:
@@ -547,29 +660,42 @@ def evaluate(codec: Codec,
                     t0 = time.perf_counter()
                     recs.append(codec.decode(code, code.stage_mask(k)))
                     dec_s.append(time.perf_counter() - t0)
-                rows["rvq"].append({
-                    "name": name, "bytes": sent, "bpp": [b * 8 / pixels for b in sent],
-                    "psnr-rgb": psnr_batch(rgb, recs).tolist(),
-                    "ms-ssim-rgb": ms_ssim_batch(rgb, recs).tolist(),
-                    "encoding_time": [enc_s] * len(stages), "decoding_time": dec_s})
+                rows["rvq"].append(
+                    {
+                        "name": name,
+                        "bytes": sent,
+                        "bpp": [b * 8 / pixels for b in sent],
+                        "psnr-rgb": psnr_batch(rgb, recs).tolist(),
+                        "ms-ssim-rgb": ms_ssim_batch(rgb, recs).tolist(),
+                        "encoding_time": [enc_s] * len(stages),
+                        "decoding_time": dec_s,
+                    }
+                )
                 if bar is not None:
                     bar.update()
         for cname in classical:
             for (name, pixels, sent, budgets), job in zip(meta, pending[cname], strict=True):
                 fits = job.result() if pool is not None else job
                 each = select == "each"
-                rows[cname].append({
-                    "name": name, "bytes": sent, "bpp": [b * 8 / pixels for b in sent],
-                    "psnr-rgb": [f["best_psnr" if each else "psnr"] for f in fits],
-                    "ms-ssim-rgb": [f["best_ms_ssim" if each else "ms_ssim"] for f in fits],
-                    "encoding_time": [f["encode_s"] for f in fits],
-                    "decoding_time": [f["decode_s"] for f in fits],
-                    "budget_bytes": budgets, "file_bytes": [f["bytes"] for f in fits],
-                    "file_bpp": [f["bytes"] * 8 / pixels for f in fits],
-                    "file_psnr": [f["psnr"] for f in fits],
-                    "file_ms_ssim": [f["ms_ssim"] for f in fits],
-                    "scale": [f["scale"] for f in fits], "quality": [f["quality"] for f in fits],
-                    "miss": [f["miss"] for f in fits]})
+                rows[cname].append(
+                    {
+                        "name": name,
+                        "bytes": sent,
+                        "bpp": [b * 8 / pixels for b in sent],
+                        "psnr-rgb": [f["best_psnr" if each else "psnr"] for f in fits],
+                        "ms-ssim-rgb": [f["best_ms_ssim" if each else "ms_ssim"] for f in fits],
+                        "encoding_time": [f["encode_s"] for f in fits],
+                        "decoding_time": [f["decode_s"] for f in fits],
+                        "budget_bytes": budgets,
+                        "file_bytes": [f["bytes"] for f in fits],
+                        "file_bpp": [f["bytes"] * 8 / pixels for f in fits],
+                        "file_psnr": [f["psnr"] for f in fits],
+                        "file_ms_ssim": [f["ms_ssim"] for f in fits],
+                        "scale": [f["scale"] for f in fits],
+                        "quality": [f["quality"] for f in fits],
+                        "miss": [f["miss"] for f in fits],
+                    }
+                )
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -577,36 +703,45 @@ def evaluate(codec: Codec,
             bar.close()
 
     budget_text = budget_label or (
-        "bytes sent counted by " + getattr(count_bytes, "__qualname__", repr(count_bytes)))
-    chosen = {"each": "the best PSNR and the best MS-SSIM over the fitting candidates "
-                      "(possibly different files)",
-              "ms-ssim": "both scores of the file with the best MS-SSIM",
-              "psnr": "both scores of the file with the best PSNR"}[select]
+        "bytes sent counted by " + getattr(count_bytes, "__qualname__", repr(count_bytes))
+    )
+    chosen = {
+        "each": "the best PSNR and the best MS-SSIM over the fitting candidates "
+        "(possibly different files)",
+        "ms-ssim": "both scores of the file with the best MS-SSIM",
+        "psnr": "both scores of the file with the best PSNR",
+    }[select]
     out: dict[str, dict] = {}
     for cname in names:
         r = rows[cname]
         results: dict[str, list] = {"stages": stages}
-        for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time",
-                    "bytes"):
+        for key in ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time", "bytes"):
             results[key] = [_mean(row[key][i] for row in r) for i in range(len(stages))]
         if cname == "rvq":
-            desc = (f"Progressive RVQ codec {codec.name} (model id {codec.model_id}), "
-                    f"{codec.num_stages} stages of {codec.config.codebook_size} codes; "
-                    f"one entry per stage count; {budget_text}")
+            desc = (
+                f"Progressive RVQ codec {codec.name} (model id {codec.model_id}), "
+                f"{codec.num_stages} stages of {codec.config.codebook_size} codes; "
+                f"one entry per stage count; {budget_text}"
+            )
             doc: dict[str, Any] = {"name": codec.name, "description": desc, "results": results}
             usage = codebook_usage(codes, codec.config.codebook_size)
-            doc["codebook_usage"] = {"per_stage": usage, "min": min(usage),
-                                     "codebook_size": codec.config.codebook_size,
-                                     "images": len(codes)}
+            doc["codebook_usage"] = {
+                "per_stage": usage,
+                "min": min(usage),
+                "codebook_size": codec.config.codebook_size,
+                "images": len(codes),
+            }
         else:
             cc = CLASSICAL_CODECS[cname]
             for key in ("file_bpp", "budget_bytes"):
                 results[key] = [_mean(row[key][i] for row in r) for i in range(len(stages))]
             results["misses"] = [sum(row["miss"][i] for row in r) for i in range(len(stages))]
-            desc = (f"{cc.label} ({cc.settings}) within the bytes of the RVQ packets for k "
-                    f"stages, best quality setting per downscale factor {tuple(scales)} "
-                    f"(bicubic); reports {chosen}; a miss (nothing fits) scores as mid-grey; "
-                    f"{budget_text}")
+            desc = (
+                f"{cc.label} ({cc.settings}) within the bytes of the RVQ packets for k "
+                f"stages, best quality setting per downscale factor {tuple(scales)} "
+                f"(bicubic); reports {chosen}; a miss (nothing fits) scores as mid-grey; "
+                f"{budget_text}"
+            )
             doc = {"name": cc.label, "description": desc, "results": results}
         doc["images"] = len(r)
         if per_image:
@@ -619,13 +754,21 @@ def _sibling(out_json: Path, suffix: str, ext: str = ".json") -> Path:
     return out_json.with_name(f"{out_json.stem}-{suffix}{ext}")
 
 
-def run_eval(data_dir: str | Path, out_json: str | Path,
-             codecs: str | Sequence[str] = CODEC_NAMES,
-             bytes_for_stages: BytesForStages | None = None, per_image: bool = False,
-             plot_path: str | Path | None = None, codec: Codec | None = None,
-             progress: bool = True, limit: int | None = None,
-             classical_budget: BytesForStages | None = None, budget_label: str = "",
-             workers: int = 1, select: str = "each") -> dict:
+def run_eval(
+    data_dir: str | Path,
+    out_json: str | Path,
+    codecs: str | Sequence[str] = CODEC_NAMES,
+    bytes_for_stages: BytesForStages | None = None,
+    per_image: bool = False,
+    plot_path: str | Path | None = None,
+    codec: Codec | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+    classical_budget: BytesForStages | None = None,
+    budget_label: str = "",
+    workers: int = 1,
+    select: str = "each",
+) -> dict:
     """Evaluate on the images in ``data_dir``, write the JSON files and the RD plot.
 
     Returns ``{"results": {codec: dict}, "files": {codec: path}, "plot": path}``. ``codec``
@@ -648,9 +791,18 @@ def run_eval(data_dir: str | Path, out_json: str | Path,
     except OSError as exc:
         raise EvalError(f"cannot create output folder {out_json.parent}: {exc}") from None
     images = ((f.stem, f) for f in files)  # loaded lazily, one at a time
-    results = evaluate(codec, list(images), names, bytes_for_stages, classical_budget,
-                       per_image=per_image, select=select, workers=workers, progress=progress,
-                       budget_label=budget_label)
+    results = evaluate(
+        codec,
+        list(images),
+        names,
+        bytes_for_stages,
+        classical_budget,
+        per_image=per_image,
+        select=select,
+        workers=workers,
+        progress=progress,
+        budget_label=budget_label,
+    )
     for doc in results.values():
         doc["data"] = str(Path(data_dir))
     written: dict[str, str] = {}
@@ -667,8 +819,12 @@ def run_eval(data_dir: str | Path, out_json: str | Path,
 
 
 # -- plot --------------------------------------------------------------------------------------
-_STYLE = {"rvq": ("C3", "o", "-"), "avif": ("C0", "s", "--"), "jxl": ("C2", "^", "--"),
-          "jpeg": ("C7", "v", ":")}
+_STYLE = {
+    "rvq": ("C3", "o", "-"),
+    "avif": ("C0", "s", "--"),
+    "jxl": ("C2", "^", "--"),
+    "jpeg": ("C7", "v", ":"),
+}
 
 
 def plot_rd(results: Mapping[str, Mapping], path: str | Path, title: str = "") -> Path:
@@ -685,11 +841,18 @@ def plot_rd(results: Mapping[str, Mapping], path: str | Path, title: str = "") -
         color, marker, ls = _STYLE.get(key, (None, "o", "-"))
         for ax, metric in zip(axes, ("psnr-rgb", "ms-ssim-rgb"), strict=True):
             ys = [np.nan if v is None else v for v in r[metric]]
-            ax.plot(r["bpp"], ys, marker=marker, ls=ls, color=color, label=doc["name"])
+            label = f"RVQ ({doc['name']})" if key == "rvq" else doc["name"]
+            ax.plot(r["bpp"], ys, marker=marker, ls=ls, color=color, label=label)
             if key == "rvq":
                 for k, x, y in zip(r["stages"], r["bpp"], ys, strict=True):
-                    ax.annotate(f"{k}", (x, y), textcoords="offset points", xytext=(4, -10),
-                                fontsize=7, color=color)
+                    ax.annotate(
+                        f"{k}",
+                        (x, y),
+                        textcoords="offset points",
+                        xytext=(4, -10),
+                        fontsize=7,
+                        color=color,
+                    )
     n = max((doc.get("images", 0) for doc in results.values()), default=0)
     axes[0].set_ylabel("PSNR (dB, RGB)")
     axes[1].set_ylabel("MS-SSIM (RGB, 0–1)")
@@ -697,8 +860,9 @@ def plot_rd(results: Mapping[str, Mapping], path: str | Path, title: str = "") -
         ax.set_xlabel("rate (bits per pixel, bytes sent × 8 / pixels)")
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle(title or f"Rate-distortion, mean over {n} images "
-                          "(RVQ points labelled by stage count)")
+    fig.suptitle(
+        title or f"Rate-distortion, mean over {n} images (RVQ points labelled by stage count)"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -63,11 +63,11 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _cmd_budget(args: argparse.Namespace) -> int:
-    from satlink.linkbudget import budget_for_scenario, format_budget_table
+    from satlink.linkbudget import format_budget_table
     from satlink.scenario import load_scenario
 
     scenario = load_scenario(args.scenario, overrides=args.set)
-    budget = budget_for_scenario(scenario)
+    budget = scenario.link_budget()
     if args.json:
         print(json.dumps(budget, indent=2))
     else:
@@ -95,15 +95,20 @@ def _cmd_codec_train(args: argparse.Namespace) -> int:
 def _cmd_codec_eval(args: argparse.Namespace) -> int:
     from codec.eval import run_eval
     from codec.zoo import load_codec
-    from satlink.packets import bytes_for_stages
+    from satlink.packets import byte_capacity, bytes_for_stages, packets_for_stages
 
     def sent_bytes(code, stages: int) -> int:
-        return bytes_for_stages(
+        return bytes_for_stages(code, stages, packet_size_bytes=args.packet_size)
+
+    def file_budget(code, stages: int) -> int:
+        # A classical file rides the same packets, so it gets their payload bytes.
+        n = packets_for_stages(
             code.latent_shape,
             stages,
             bits_per_index=code.bits_per_index,
             packet_size_bytes=args.packet_size,
         )
+        return n * byte_capacity(args.packet_size)
 
     model = load_codec(args.model)
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
@@ -113,10 +118,12 @@ def _cmd_codec_eval(args: argparse.Namespace) -> int:
         codecs=codecs,
         codec=model,
         bytes_for_stages=sent_bytes,
+        classical_budget=file_budget,
         per_image=args.per_image,
         plot_path=args.plot,
         progress=not args.quiet,
         limit=args.limit or None,
+        workers=args.workers,
         budget_label=f"whole {args.packet_size}-byte packets, headers included",
     )
     for name, path in results["files"].items():
@@ -250,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--per-image", action="store_true")
     sp.add_argument("--plot", type=Path, help="RD plot PNG path")
     sp.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    sp.add_argument("--workers", type=int, default=2, help="processes for the classical search")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=_cmd_codec_eval)
     return p

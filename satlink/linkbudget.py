@@ -20,13 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.special import erfc, erfcinv
-
-if TYPE_CHECKING:  # the scenario module imports this one; only the type goes the other way
-    from satlink.scenario import Scenario
 
 __all__ = [
     "BOLTZMANN_DB",
@@ -40,7 +37,6 @@ __all__ = [
     "ElevationProfile",
     "LinkBudgetError",
     "ber_for_ebn0",
-    "budget_for_scenario",
     "budget_over_pass",
     "evaluate_budget",
     "format_budget_table",
@@ -658,22 +654,6 @@ def budget_over_pass(
         evaluate_budget(cfg, elevation_deg=float(e), t_s=float(t))
         for t, e in zip(times, elevations, strict=True)
     ]
-
-
-def budget_for_scenario(scenario: Scenario) -> dict[str, Any] | list[dict[str, Any]]:
-    """The budget the CLI prints: one dict, or a list of dicts (one per step) over a pass.
-
-    >>> from satlink.scenario import load_scenario
-    >>> b = budget_for_scenario(load_scenario("bds3-rsmc-geo"))
-    >>> b["freq_hz"] > 1e9
-    True
-    """
-    cfg = scenario.budget
-    if cfg is None:
-        raise LinkBudgetError(
-            f"scenario {scenario.name!r} has no [budget] section; add freq_hz, eirp_dbw and gt_dbk"
-        )
-    return budget_over_pass(cfg) if cfg.is_pass else evaluate_budget(cfg)
 
 
 def _fmt_ber(x: float) -> str:

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 
 from satlink.channel import Link, LinkConfig
-from satlink.linkbudget import BudgetConfig, ConfigError, check_choice, check_int
+from satlink.linkbudget import (
+    BudgetConfig,
+    ConfigError,
+    budget_over_pass,
+    check_choice,
+    check_int,
+    evaluate_budget,
+)
 from satlink.packets import (
     MAX_PACKET_SIZE_BYTES,
     MIN_MTU_BYTES,
@@ -183,6 +190,21 @@ class Scenario:
         except ScenarioError as exc:
             raise ScenarioError(f"{self.origin}: {exc}") from None
         return parse_scenario(data, self.origin, all_overrides)
+
+    def link_budget(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """The link budget: one dict, or one dict per time step when the scenario has a pass.
+
+        >>> b = load_scenario("bds3-rsmc-geo").link_budget()
+        >>> b["freq_hz"] > 1e9
+        True
+        """
+        if self.budget is None:
+            raise ScenarioError(
+                f"scenario {self.name!r} has no [budget] section; add freq_hz, eirp_dbw and gt_dbk"
+            )
+        if self.budget.is_pass:
+            return budget_over_pass(self.budget)
+        return evaluate_budget(self.budget)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict in the file's layout, defaults filled in (for summary.json).

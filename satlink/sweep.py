@@ -332,16 +332,31 @@ class Replication:
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    """Replications that share scenario, image and payload: a unit of work for one worker."""
+class _Work:
+    """What every job of one group needs: the grid point's scenario, the image and the codec."""
 
     scenario_json: str  # the grid point's resolved scenario (Scenario.to_dict as JSON)
     source: str  # for error messages
     image_digest: str
-    payload: str
-    budget_packets: int | None
     model: str
     model_fingerprint: str
+
+
+@dataclass(frozen=True)
+class _PrepJob:
+    """Encode (or fit a classical file to the budget) once, before the replications."""
+
+    work: _Work
+    payload: str
+    budget_packets: int | None
+    key: str
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Replications that share scenario, image and payload: a unit of work for one worker."""
+
+    work: _Work
     decode_cache: bool
     cache_entries: int
     seeds: tuple[int, ...]
@@ -673,24 +688,38 @@ def _replicate(
     return {**base, "figures": figures, "rows": rows}
 
 
-def _run_chunk(chunk: _Chunk, pixels: np.ndarray) -> _ChunkOutput:
-    """Worker entry point (process pool, Dask or this process)."""
+def _scenario(state: _WorkerState, work: _Work) -> Scenario:
+    return state.scenarios.remember(
+        work.scenario_json, lambda: parse_scenario(json.loads(work.scenario_json), work.source)
+    )
+
+
+def _run_prep(job: _PrepJob, pixels: np.ndarray) -> tuple[str, _Prepared]:
+    """Worker entry point of the first phase: one payload's packets for one image and layout."""
     _one_thread()
     state = _state()
-    codec = _load_codec(chunk.model, chunk.model_fingerprint)
-    sc = state.scenarios.remember(
-        chunk.scenario_json, lambda: parse_scenario(json.loads(chunk.scenario_json), chunk.source)
+    codec = _load_codec(job.work.model, job.work.model_fingerprint)
+    sc = _scenario(state, job.work)
+    prepared = _prepare(
+        state, pixels, job.work.image_digest, job.payload, sc, job.budget_packets, codec
     )
+    return job.key, prepared
+
+
+def _run_chunk(chunk: _Chunk, pixels: np.ndarray, prepared: _Prepared) -> _ChunkOutput:
+    """Worker entry point of the second phase: replications of one group."""
+    _one_thread()
+    state = _state()
+    work = chunk.work
+    codec = _load_codec(work.model, work.model_fingerprint)
+    sc = _scenario(state, work)
     cache = None
     if chunk.decode_cache:
         cache = state.caches.remember(
-            chunk.image_digest, lambda: _scores_only_cache(chunk.cache_entries)
+            work.image_digest, lambda: _scores_only_cache(chunk.cache_entries)
         )
     hits0, misses0 = (cache.hits, cache.misses) if cache is not None else (0, 0)
-    prepared = _prepare(
-        state, pixels, chunk.image_digest, chunk.payload, sc, chunk.budget_packets, codec
-    )
-    floor = _floor(state, pixels, chunk.image_digest)
+    floor = _floor(state, pixels, work.image_digest)
     results = [_replicate(sc, pixels, codec, prepared, seed, cache, floor) for seed in chunk.seeds]
     hits, misses = (cache.hits - hits0, cache.misses - misses0) if cache is not None else (0, 0)
     return _ChunkOutput(chunk.keys, results, hits, misses)
@@ -698,75 +727,145 @@ def _run_chunk(chunk: _Chunk, pixels: np.ndarray) -> _ChunkOutput:
 
 # -- executors ---------------------------------------------------------------------------------
 
-Job = tuple[_Chunk, np.ndarray]
+# A job is ``func(arg, *shared[k] for k in keys)``: images and prepared payloads are "shared"
+# so that Dask ships each of them to the cluster once, not once per job.
+Job = tuple[Any, tuple[str, ...]]
+Sink = Callable[[Any], None]
 
 
-def _run_inline(jobs: Sequence[Job], sink: Callable[[_ChunkOutput], None]) -> None:
-    import torch
+class _Runner:
+    """Runs jobs somewhere and hands each result to ``sink`` as it completes (any order)."""
 
-    threads = torch.get_num_threads()
-    try:
-        for chunk, pixels in jobs:
-            sink(_run_chunk(chunk, pixels))
-    finally:
-        torch.set_num_threads(threads)  # the caller's setting, back as it was
+    def __enter__(self) -> _Runner:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-def _run_pool(jobs: Sequence[Job], workers: int, sink: Callable[[_ChunkOutput], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    def close(self) -> None:
+        pass
 
-    # spawn, not fork: forking a parent that already ran torch (a notebook, a test) can
-    # deadlock in OpenMP; workers import satlink afresh instead.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process
-    )
-    futures = [pool.submit(_run_chunk, chunk, pixels) for chunk, pixels in jobs]
-    try:
-        for fut in as_completed(futures):
-            sink(fut.result())
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
-        # Chunks still running would finish for nothing: stop the processes this pool started.
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        raise
-    pool.shutdown()
+    def run(
+        self, func: Callable, jobs: Sequence[Job], shared: Mapping[str, Any], sink: Sink
+    ) -> None:
+        raise NotImplementedError
 
 
-def _run_dask(jobs: Sequence[Job], address: str, sink: Callable[[_ChunkOutput], None]) -> None:
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise SweepError(
-            f"scheduler={address!r} needs Dask distributed, which is not installed; "
-            "pip install 'satlink[dask]' (or run without a scheduler to use the "
-            "local process pool)"
-        ) from None
-    try:
-        client = Client(address, timeout="30s", set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise SweepError(
-            f"scheduler={address!r}: cannot connect to the Dask scheduler ({exc})"
-        ) from None
-    with client:
-        # Each image travels to the cluster once, not once per chunk.
-        scattered: dict[str, Any] = {}
-        for chunk, pixels in jobs:
-            if chunk.image_digest not in scattered:
-                scattered[chunk.image_digest] = client.scatter(pixels)
-        futures = [
-            client.submit(_run_chunk, chunk, scattered[chunk.image_digest], pure=False)
-            for chunk, _ in jobs
-        ]
+class _InlineRunner(_Runner):
+    """In this process (``workers=0``): no start-up cost, handy in notebooks and tests."""
+
+    def __enter__(self) -> _Runner:
+        import torch
+
+        self._threads = torch.get_num_threads()
+        return self
+
+    def close(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._threads)  # the caller's setting, back as it was
+
+    def run(
+        self, func: Callable, jobs: Sequence[Job], shared: Mapping[str, Any], sink: Sink
+    ) -> None:
+        for arg, keys in jobs:
+            sink(func(arg, *(shared[k] for k in keys)))
+
+
+def _warm_up(model: str, fingerprint: str) -> None:
+    """Load the model in a fresh pool process while the first jobs are being prepared."""
+    _one_thread()
+    _load_codec(model, fingerprint)
+
+
+class _PoolRunner(_Runner):
+    """A local process pool, started on first use."""
+
+    def __init__(self, workers: int, model: str, fingerprint: str) -> None:
+        self.workers = workers
+        self.warm = (model, fingerprint)
+        self.pool = None
+
+    def run(
+        self, func: Callable, jobs: Sequence[Job], shared: Mapping[str, Any], sink: Sink
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if self.pool is None:
+            # spawn, not fork: forking a parent that already ran torch (a notebook, a test)
+            # can deadlock in OpenMP; workers import satlink afresh instead.
+            self.pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_process,
+            )
+            # The pool spawns a process per job while none is idle: one warm-up job each
+            # starts them all now, loading the model in parallel instead of one by one.
+            for _ in range(self.workers):
+                self.pool.submit(_warm_up, *self.warm)
+        futures = [self.pool.submit(func, arg, *(shared[k] for k in keys)) for arg, keys in jobs]
         try:
-            for fut in as_completed(futures, loop=client.loop):
+            for fut in as_completed(futures):
                 sink(fut.result())
         except BaseException:
-            client.cancel(futures)
+            for fut in futures:
+                fut.cancel()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            # Jobs still running would finish for nothing: stop the processes this pool started.
+            for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            self.pool = None
             raise
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+
+
+class _DaskRunner(_Runner):
+    """A Dask distributed cluster; Dask is imported only here (an optional extra)."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SweepError(
+                f"scheduler={address!r} needs Dask distributed, which is not installed; "
+                "pip install 'satlink[dask]' (or run without a scheduler to use the "
+                "local process pool)"
+            ) from None
+        try:
+            self.client = Client(address, timeout="30s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise SweepError(
+                f"scheduler={address!r}: cannot connect to the Dask scheduler ({exc})"
+            ) from None
+        self._scattered: dict[str, Any] = {}
+
+    def run(
+        self, func: Callable, jobs: Sequence[Job], shared: Mapping[str, Any], sink: Sink
+    ) -> None:
+        from distributed import as_completed
+
+        for _, keys in jobs:
+            for k in keys:
+                if k not in self._scattered:
+                    self._scattered[k] = self.client.scatter(shared[k])
+        futures = [
+            self.client.submit(func, arg, *(self._scattered[k] for k in keys), pure=False)
+            for arg, keys in jobs
+        ]
+        try:
+            for fut in as_completed(futures, loop=self.client.loop):
+                sink(fut.result())
+        except BaseException:
+            self.client.cancel(futures)
+            raise
+
+    def close(self) -> None:
+        self.client.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1201,8 +1300,8 @@ def _point_scenarios(base: Scenario, grid: Mapping[str, list]) -> list[tuple[dic
         data = copy.deepcopy(base_dict)
         for k, v in point.items():
             _set_key(data, k, v)
-        sets = tuple(f"{k}={_toml_literal(v, k)}" for k, v in point.items())
-        return parse_scenario(data, base.origin, (*base.overrides, *sets))
+        # the base's overrides only: an error is about a grid key, and says so itself
+        return parse_scenario(data, base.origin, base.overrides)
 
     # Each key and value alone first, so that an error names the key at fault.
     for key, values in grid.items():
@@ -1303,13 +1402,15 @@ def sweep(
 
     # Every replication in table order: point, payload, image, replicate.
     reps: list[Replication] = []
-    chunks_of: list[tuple[dict, list[Replication]]] = []
+    groups_in: list[tuple[_Work, str, list[Replication]]] = []
     for pi, (point, sc) in enumerate(points):
         sc_dict = sc.to_dict()
         physics = {k: v for k, v in sc_dict.items() if k != "scenario"}  # names don't matter
         sc_json = json.dumps(sc_dict, sort_keys=True)
         for payload in payload_list:
+            budget = budget_packets if payload != "rvq" else None
             for ii, img in enumerate(image_list):
+                work = _Work(sc_json, sc.origin, img.digest, str(model), fingerprint)
                 group = []
                 for r, seed in enumerate(seed_list):
                     key = _digest(
@@ -1319,7 +1420,7 @@ def sweep(
                                 "scenario": physics,
                                 "image": img.digest,
                                 "payload": payload,
-                                "budget_packets": budget_packets if payload != "rvq" else None,
+                                "budget_packets": budget,
                                 "seed": seed,
                                 "model": fingerprint,
                             }
@@ -1329,17 +1430,7 @@ def sweep(
                         Replication(pi, tuple(point.items()), payload, img.label, ii, r, seed, key)
                     )
                 reps.extend(group)
-                chunks_of.append(
-                    (
-                        {
-                            "scenario_json": sc_json,
-                            "source": sc.origin,
-                            "image": img,
-                            "payload": payload,
-                        },
-                        group,
-                    )
-                )
+                groups_in.append((work, payload, group))
 
     out = Path(out_dir) if out_dir is not None else None
     store = out / "replications" if out is not None else None
@@ -1358,32 +1449,37 @@ def sweep(
                 results[rep.key] = done
     resumed = len(results)
 
-    # Replications still to run, chunked; equal keys (a repeated image) run once.
+    # Phase 1 jobs: each payload encoded (or fitted) once per image, packet layout and budget,
+    # only for groups with work left. Phase 2 jobs: the replications still to run, chunked;
+    # equal keys (the same pixels under two labels) run once.
+    shared: dict[str, Any] = {img.digest: img.pixels for img in image_list}
+    preps: dict[str, _PrepJob] = {}
+    chunk_specs: list[tuple[_Chunk, str]] = []
     todo_keys: set[str] = set()
-    jobs: list[Job] = []
     slots = max(workers, 1) if scheduler is None else 8
     n_todo = sum(1 for rep in reps if rep.key not in results)
     size = chunk_size or max(1, min(32, math.ceil(n_todo / (slots * 4))))
-    for meta, group in chunks_of:
+    for work, payload, group in groups_in:
         pending = [r for r in group if r.key not in results and r.key not in todo_keys]
+        if not pending:
+            continue
         todo_keys.update(r.key for r in pending)
+        packets = json.loads(work.scenario_json)["packets"]
+        budget = budget_packets if payload != "rvq" else None
+        prep_key = "prep-" + _digest(
+            _canonical([work.image_digest, payload, packets, budget, work.model_fingerprint])
+        )
+        preps.setdefault(prep_key, _PrepJob(work, payload, budget, prep_key))
         for i in range(0, len(pending), size):
             part = pending[i : i + size]
-            img: _Image = meta["image"]
             chunk = _Chunk(
-                meta["scenario_json"],
-                meta["source"],
-                img.digest,
-                meta["payload"],
-                budget_packets,
-                str(model),
-                fingerprint,
+                work,
                 decode_cache,
                 cache_entries,
                 tuple(r.seed for r in part),
                 tuple(r.key for r in part),
             )
-            jobs.append((chunk, img.pixels))
+            chunk_specs.append((chunk, prep_key))
 
     bar = None
     if progress:
@@ -1397,6 +1493,9 @@ def sweep(
             dynamic_ncols=True,
         )
     counters = {"hits": 0, "misses": 0, "run": 0}
+
+    def prep_sink(output: tuple[str, _Prepared]) -> None:
+        shared[output[0]] = output[1]
 
     def sink(output: _ChunkOutput) -> None:
         for key, res in zip(output.keys, output.results, strict=True):
@@ -1414,15 +1513,35 @@ def sweep(
                 bar.set_postfix(cache_hits=f"{counters['hits'] / lookups:.0%}")
 
     t_run = time.perf_counter()
+    prep_s = 0.0
     try:
-        if not jobs:
-            pass
-        elif scheduler is not None:
-            _run_dask(jobs, scheduler.strip(), sink)
-        elif workers == 0:
-            _run_inline(jobs, sink)
-        else:
-            _run_pool(jobs, min(workers, len(jobs)), sink)
+        if chunk_specs:
+            runner: _Runner
+            if scheduler is not None:
+                runner = _DaskRunner(scheduler.strip())
+            elif workers == 0:
+                runner = _InlineRunner()
+            else:
+                runner = _PoolRunner(min(workers, len(chunk_specs)), str(model), fingerprint)
+            with runner:
+                if bar is not None:
+                    bar.set_postfix_str("encoding payloads")
+                runner.run(
+                    _run_prep,
+                    [(job, (job.work.image_digest,)) for job in preps.values()],
+                    shared,
+                    prep_sink,
+                )
+                prep_s = time.perf_counter() - t_run
+                runner.run(
+                    _run_chunk,
+                    [
+                        (chunk, (chunk.work.image_digest, prep_key))
+                        for chunk, prep_key in chunk_specs
+                    ],
+                    shared,
+                    sink,
+                )
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -1473,7 +1592,8 @@ def sweep(
         "decode_cache_hit_rate": counters["hits"] / lookups if lookups else None,
         "workers": workers if scheduler is None else None,
         "scheduler": scheduler,
-        "chunks": len(jobs),
+        "chunks": len(chunk_specs),
+        "prepare_s": prep_s,
         "model": str(model),
         "model_fingerprint": fingerprint,
     }

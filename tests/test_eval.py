@@ -77,12 +77,24 @@ def _check_schema(doc: dict, stages: int) -> None:
 # -- whole evaluation ------------------------------------------------------------------------
 def test_run_eval_writes_compressai_json_per_codec_and_plot(tiny_codec, folder, tmp_path):
     out = tmp_path / "res" / "rvq.json"
-    got = run_eval(folder, out, codec=tiny_codec, progress=False, per_image=True,
-                   bytes_for_stages=lambda code, k: 700 * k,
-                   budget_label="700 bytes per stage (test)")
-    files = {k: tmp_path / "res" / n for k, n in
-             {"rvq": "rvq.json", "avif": "rvq-avif.json", "jxl": "rvq-jxl.json",
-              "jpeg": "rvq-jpeg.json"}.items()}
+    got = run_eval(
+        folder,
+        out,
+        codec=tiny_codec,
+        progress=False,
+        per_image=True,
+        bytes_for_stages=lambda code, k: 700 * k,
+        budget_label="700 bytes per stage (test)",
+    )
+    files = {
+        k: tmp_path / "res" / n
+        for k, n in {
+            "rvq": "rvq.json",
+            "avif": "rvq-avif.json",
+            "jxl": "rvq-jxl.json",
+            "jpeg": "rvq-jpeg.json",
+        }.items()
+    }
     assert got["files"] == {k: str(v) for k, v in files.items()}
     for key, path in files.items():
         doc = json.loads(path.read_text())
@@ -147,6 +159,7 @@ def test_select_modes(tiny_codec, images):
         assert row["psnr-rgb"] == row["file_psnr"]
 
 
+@pytest.mark.slow  # two spawned processes import torch: several seconds
 def test_workers_give_the_same_numbers(tiny_codec, images):
     kw = {"codecs": "rvq,jpeg", "bytes_for_stages": lambda code, k: 800 * k}
     one = evaluate(tiny_codec, images, **kw)
@@ -156,9 +169,16 @@ def test_workers_give_the_same_numbers(tiny_codec, images):
 
 
 def test_only_selected_codecs_are_written(tiny_codec, folder, tmp_path):
-    got = run_eval(folder, tmp_path / "r.json", codecs="jpeg", codec=tiny_codec,
-                   progress=False, plot_path=tmp_path / "plots" / "rd.png", limit=1,
-                   bytes_for_stages=lambda code, k: 900 * k)
+    got = run_eval(
+        folder,
+        tmp_path / "r.json",
+        codecs="jpeg",
+        codec=tiny_codec,
+        progress=False,
+        plot_path=tmp_path / "plots" / "rd.png",
+        limit=1,
+        bytes_for_stages=lambda code, k: 900 * k,
+    )
     assert set(got["files"]) == {"jpeg"}
     assert not (tmp_path / "r.json").exists() and (tmp_path / "r-jpeg.json").exists()
     assert (tmp_path / "plots" / "rd.png").exists()
@@ -287,16 +307,24 @@ def test_eval_bad_inputs(tiny_codec, folder, tmp_path, images):
 
 
 def test_find_images_sorts_and_limits(folder):
-    assert [p.name for p in find_images(folder)] == ["astronaut.png", "coffee.png",
-                                                     "gradient.png"]
+    assert [p.name for p in find_images(folder)] == ["astronaut.png", "coffee.png", "gradient.png"]
     assert [p.name for p in find_images(folder, limit=2)] == ["astronaut.png", "coffee.png"]
     assert [p.name for p in find_images(folder / "coffee.png")] == ["coffee.png"]
 
 
 def test_json_sanitising_and_plot_of_missing_values(tmp_path):
     assert _jsonable({"a": [math.inf, np.float32(1.5), np.int64(3)], "b": math.nan}) == {
-        "a": [None, 1.5, 3], "b": None}
-    doc = {"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [None, 30.0],
-                                    "ms-ssim-rgb": [0.8, 0.9], "stages": [1, 2]}}
+        "a": [None, 1.5, 3],
+        "b": None,
+    }
+    doc = {
+        "name": "x",
+        "results": {
+            "bpp": [0.1, 0.2],
+            "psnr-rgb": [None, 30.0],
+            "ms-ssim-rgb": [0.8, 0.9],
+            "stages": [1, 2],
+        },
+    }
     path = plot_rd({"rvq": doc, "avif": doc}, tmp_path / "rd.png")
     assert path.exists()

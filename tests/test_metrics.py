@@ -30,8 +30,9 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth colour gradient with a little texture."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([x * 255 / max(w - 1, 1), y * 255 / max(h - 1, 1),
-                    (x + y) * 127 / max(h + w - 2, 1)], -1)
+    img = np.stack(
+        [x * 255 / max(w - 1, 1), y * 255 / max(h - 1, 1), (x + y) * 127 / max(h + w - 2, 1)], -1
+    )
     img += rng.normal(0, 12, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -82,8 +83,10 @@ def test_ms_ssim_matches_pytorch_msssim(shape):
     assert ms_ssim(a, b) == pytest.approx(want, abs=1e-5)
 
 
-@pytest.mark.parametrize(("side", "scales"), [
-    (11, 1), (20, 1), (21, 2), (40, 2), (41, 3), (80, 3), (81, 4), (160, 4), (161, 5), (768, 5)])
+@pytest.mark.parametrize(
+    ("side", "scales"),
+    [(11, 1), (20, 1), (21, 2), (40, 2), (41, 3), (80, 3), (81, 4), (160, 4), (161, 5), (768, 5)],
+)
 def test_ms_ssim_scales_for_small_images(side, scales):
     assert ms_ssim_params(side, side + 7) == scales
 
@@ -107,12 +110,15 @@ def test_greyscale_inputs_are_expanded():
     assert ms_ssim(a, a[..., None]) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize(("ref", "test", "match"), [
-    (np.zeros((20, 20, 3), np.float32), np.zeros((20, 20, 3), np.uint8), "uint8"),
-    (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8), r"\(20, 21, 3\)"),
-    (np.zeros((20, 20, 4), np.uint8), np.zeros((20, 20, 4), np.uint8), "H×W×3"),
-    ([[0]], np.zeros((20, 20, 3), np.uint8), "numpy array"),
-])
+@pytest.mark.parametrize(
+    ("ref", "test", "match"),
+    [
+        (np.zeros((20, 20, 3), np.float32), np.zeros((20, 20, 3), np.uint8), "uint8"),
+        (np.zeros((20, 20, 3), np.uint8), np.zeros((20, 21, 3), np.uint8), r"\(20, 21, 3\)"),
+        (np.zeros((20, 20, 4), np.uint8), np.zeros((20, 20, 4), np.uint8), "H×W×3"),
+        ([[0]], np.zeros((20, 20, 3), np.uint8), "numpy array"),
+    ],
+)
 def test_bad_inputs_get_clear_errors(ref, test, match):
     with pytest.raises(MetricError, match=match):
         psnr(ref, test)
@@ -133,11 +139,28 @@ def test_score_has_both_metrics():
 
 # -- LPIPS / DISTS with random weights in the published formats ------------------------------
 # Conv layer shapes of torchvision's feature stacks, written out independently of the module.
-ALEX_CONVS = {0: (64, 3, 11), 3: (192, 64, 5), 6: (384, 192, 3), 8: (256, 384, 3),
-              10: (256, 256, 3)}
-VGG16_CONVS = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128),
-               12: (256, 256), 14: (256, 256), 17: (512, 256), 19: (512, 512), 21: (512, 512),
-               24: (512, 512), 26: (512, 512), 28: (512, 512)}
+ALEX_CONVS = {
+    0: (64, 3, 11),
+    3: (192, 64, 5),
+    6: (384, 192, 3),
+    8: (256, 384, 3),
+    10: (256, 256, 3),
+}
+VGG16_CONVS = {
+    0: (64, 3),
+    2: (64, 64),
+    5: (128, 64),
+    7: (128, 128),
+    10: (256, 128),
+    12: (256, 256),
+    14: (256, 256),
+    17: (512, 256),
+    19: (512, 512),
+    21: (512, 512),
+    24: (512, 512),
+    26: (512, 512),
+    28: (512, 512),
+}
 
 
 def _torchvision_state(net: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -145,14 +168,16 @@ def _torchvision_state(net: str, seed: int = 0) -> dict[str, torch.Tensor]:
     state = {}
     if net == "alex":
         for i, (co, ci, k) in ALEX_CONVS.items():
-            state[f"features.{i}.weight"] = torch.randn(co, ci, k, k, generator=gen) * (
-                2 / (ci * k * k)) ** 0.5
+            state[f"features.{i}.weight"] = (
+                torch.randn(co, ci, k, k, generator=gen) * (2 / (ci * k * k)) ** 0.5
+            )
             state[f"features.{i}.bias"] = torch.zeros(co)
         state["classifier.1.weight"] = torch.zeros(4, 9216)  # ignored
     else:
         for i, (co, ci) in VGG16_CONVS.items():
-            state[f"features.{i}.weight"] = torch.randn(co, ci, 3, 3, generator=gen) * (
-                2 / (ci * 9)) ** 0.5
+            state[f"features.{i}.weight"] = (
+                torch.randn(co, ci, 3, 3, generator=gen) * (2 / (ci * 9)) ** 0.5
+            )
             state[f"features.{i}.bias"] = torch.full((co,), 0.01)
         state["classifier.0.weight"] = torch.zeros(4, 25088)
     return state
@@ -173,8 +198,9 @@ def weight_files(tmp_path_factory):
         paths[f"lin-{net}"] = d / f"lin-{net}.pth"
         torch.save(_lpips_lins(net), paths[f"lin-{net}"])
     paths["dists"] = d / "dists.pt"
-    torch.save({"alpha": torch.rand(1, 1475, 1, 1), "beta": torch.rand(1, 1475, 1, 1)},
-               paths["dists"])
+    torch.save(
+        {"alpha": torch.rand(1, 1475, 1, 1), "beta": torch.rand(1, 1475, 1, 1)}, paths["dists"]
+    )
     return paths
 
 
@@ -189,8 +215,11 @@ def test_lpips_loads_torchvision_weights_and_scores(weight_files, net):
 
 def test_lpips_loads_a_whole_lpips_module_state_dict(weight_files, tmp_path):
     # lpips.LPIPS().state_dict(): backbone under net.sliceK.N.*, linear layers under linK.*
-    state = {k.replace("features.", "net.slice1."): v
-             for k, v in _torchvision_state("alex").items() if k.startswith("features.")}
+    state = {
+        k.replace("features.", "net.slice1."): v
+        for k, v in _torchvision_state("alex").items()
+        if k.startswith("features.")
+    }
     state |= _lpips_lins("alex")
     state["scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)
     path = tmp_path / "lpips_full.pth"
@@ -217,9 +246,23 @@ def test_perceptual_metrics_in_score(weight_files):
     assert set(s) == {"psnr", "ms-ssim", "lpips"} and s["lpips"] > 0
 
 
+def test_perceptual_from_a_folder_with_published_names(weight_files, tmp_path):
+    import shutil
+
+    shutil.copy(weight_files["alex"], tmp_path / "alexnet-owt-7be5be79.pth")
+    shutil.copy(weight_files["lin-alex"], tmp_path / "alex.pth")
+    shutil.copy(weight_files["vgg"], tmp_path / "vgg16-397923af.pth")
+    shutil.copy(weight_files["dists"], tmp_path / "weights.pt")
+    a = _image(40, 40)
+    assert load_perceptual("lpips", tmp_path)(a, a) == pytest.approx(0.0, abs=1e-7)
+    assert isinstance(load_perceptual("dists", tmp_path), DISTS)
+    with pytest.raises(MetricUnavailableError, match=r"vgg\.pth.*found none"):
+        load_perceptual("lpips-vgg", tmp_path)
+
+
 @pytest.mark.parametrize("name", ["lpips", "lpips-vgg", "dists"])
 def test_perceptual_without_weights_is_unavailable(name):
-    with pytest.raises(MetricUnavailableError, match="needs local weights.*Nothing is downloaded"):
+    with pytest.raises(MetricUnavailableError, match=r"needs local weights.*Nothing is downloaded"):
         load_perceptual(name)
 
 
@@ -230,7 +273,7 @@ def test_perceptual_bad_files_get_clear_errors(weight_files, tmp_path):
         LPIPS(weight_files["alex"])  # backbone alone has no linear layers
     with pytest.raises(MetricUnavailableError, match="lacks backbone weights"):
         LPIPS(weight_files["alex"], weight_files["lin-alex"], net="vgg")  # wrong backbone
-    with pytest.raises(MetricUnavailableError, match="lin1 .* has 192 weights"):
+    with pytest.raises(MetricUnavailableError, match=r"lin1 .* has 192 weights"):
         LPIPS(weight_files["vgg"], weight_files["lin-alex"], net="vgg")
     with pytest.raises(MetricUnavailableError, match="'alpha'"):
         DISTS(weight_files["vgg"], weight_files["lin-vgg"])

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from satlink.channel import Link
-from satlink.linkbudget import budget_for_scenario, format_budget_table
+from satlink.linkbudget import format_budget_table
 from satlink.scenario import (
     DEFAULT_SCENARIO,
     Scenario,
@@ -64,7 +64,7 @@ def test_every_preset_loads_states_its_source_and_runs(name: str) -> None:
     assert text.lstrip().startswith("#") and ("Source" in text)
     _, trace = s.build_link(seed=1).run([bytes(s.packets.wire_bytes)] * 10)
     assert len(trace) >= 10
-    budget = budget_for_scenario(s)
+    budget = s.link_budget()
     assert format_budget_table(budget)
     json.dumps(budget)
     json.dumps(s.to_dict())
@@ -105,7 +105,7 @@ def test_leo_pass_budget_figures() -> None:
     s = load_scenario("leo-pass-budget")
     assert s.channel.rate_bps == 2400.0 and s.channel.delay.altitude_km == 550.0
     assert s.channel.delay.elevation_mode == "pass" and s.channel.loss.model == "bit-errors"
-    steps = budget_for_scenario(s)
+    steps = s.link_budget()
     assert isinstance(steps, list) and len(steps) > 5
     assert steps[0]["per"] > 0.5 > 0.01 > min(x["per"] for x in steps)
 

@@ -30,8 +30,14 @@ def image() -> dict[str, np.ndarray]:
 
 
 def run(image, **kw):
-    args = {"grid": GRID, "seeds": SEEDS, "images": image, "payloads": PAYLOADS, "workers": 0,
-            "root_seed": 7}
+    args = {
+        "grid": GRID,
+        "seeds": SEEDS,
+        "images": image,
+        "payloads": PAYLOADS,
+        "workers": 0,
+        "root_seed": 7,
+    }
     args.update(kw)
     return sweep(SCENARIO, **args)
 
@@ -54,52 +60,61 @@ def read_csv(text: str) -> list[dict[str, str]]:
 
 def test_parse_grid_forms():
     g = parse_grid(["channel.loss.p=0,0.05", "channel.visibility.windows_s=[[0, 60]],[[0, 9]]"])
-    assert g == {"channel.loss.p": [0, 0.05],
-                 "channel.visibility.windows_s": [[[0, 60]], [[0, 9]]]}
+    assert g == {"channel.loss.p": [0, 0.05], "channel.visibility.windows_s": [[[0, 60]], [[0, 9]]]}
     assert parse_grid("packets.order=stage-major,position-major") == {
-        "packets.order": ["stage-major", "position-major"]}
+        "packets.order": ["stage-major", "position-major"]
+    }
     assert parse_grid({"channel.loss.p": np.array([0.1, 0.2])}) == {"channel.loss.p": [0.1, 0.2]}
     assert parse_grid(None) == {}
     assert expand_grid({"a.b": [1, 2], "c.d": [3]}) == [{"a.b": 1, "c.d": 3}, {"a.b": 2, "c.d": 3}]
 
 
-@pytest.mark.parametrize(("grid", "message"), [
-    (["channel.loss.p"], "expected KEY=V1,V2"),
-    (["channel.loss.p="], "no values"),
-    (["channel.loss.p=0.1,,0.2"], "empty value"),
-    (["channel.loss.p=[0.1"], "unclosed bracket"),
-    (["channel.loss.p=0.1]"], "unbalanced"),
-    (["channel.loss.p=0.1", "channel.loss.p=0.2"], "given twice"),
-    (["channel.loss.p=0.1,0.1"], "listed twice"),
-    (["chan..loss=1"], "dotted names"),
-    (["scenario.name=x,y"], "does not change the simulation"),
-    ({"channel.loss.p": 0.1}, "expected a list"),
-])
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["channel.loss.p"], "expected KEY=V1,V2"),
+        (["channel.loss.p="], "no values"),
+        (["channel.loss.p=0.1,,0.2"], "empty value"),
+        (["channel.loss.p=[0.1"], "unclosed bracket"),
+        (["channel.loss.p=0.1]"], "unbalanced"),
+        (["channel.loss.p=0.1", "channel.loss.p=0.2"], "given twice"),
+        (["channel.loss.p=0.1,0.1"], "listed twice"),
+        (["chan..loss=1"], "dotted names"),
+        (["scenario.name=x,y"], "does not change the simulation"),
+        ({"channel.loss.p": 0.1}, "expected a list"),
+    ],
+)
 def test_bad_grid_syntax_is_named(grid, message):
     with pytest.raises(SweepError, match=message):
         parse_grid(grid)
 
 
-@pytest.mark.parametrize(("grid", "message"), [
-    (["channel.loss.q=0.1,0.2"], r"grid key 'channel\.loss\.q'.*unknown key"),
-    (["nosuch.key=1"], r"grid key 'nosuch\.key'"),
-    (["channel.loss=0.1"], r"grid key 'channel\.loss' is a table"),
-    (["channel.loss.p=0.1,2"], r"grid key 'channel\.loss\.p' = 2.*out of range"),
-    (["channel.arq.mode=none,sometimes"], r"grid key 'channel\.arq\.mode' = \"sometimes\""),
-])
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["channel.loss.q=0.1,0.2"], r"grid key 'channel\.loss\.q'.*unknown key"),
+        (["nosuch.key=1"], r"grid key 'nosuch\.key'"),
+        (["channel.loss=0.1"], r"grid key 'channel\.loss' is a table"),
+        (["channel.loss.p=0.1,2"], r"grid key 'channel\.loss\.p' = 2.*out of range"),
+        (["channel.arq.mode=none,sometimes"], r"grid key 'channel\.arq\.mode' = \"sometimes\""),
+    ],
+)
 def test_grid_key_errors_name_the_key(grid, message):
     with pytest.raises(SweepError, match=message):
         sweep(SCENARIO, grid=grid, seeds=1, workers=0)
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"payloads": ["rvq", "webp"]}, "unknown payload 'webp'"),
-    ({"payloads": []}, "at least one"),
-    ({"workers": -1}, "workers = -1"),
-    ({"seeds": 0}, "seeds = 0"),
-    ({"budget_packets": 0}, "budget_packets = 0"),
-    ({"root_seed": -3}, "root_seed = -3"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"payloads": ["rvq", "webp"]}, "unknown payload 'webp'"),
+        ({"payloads": []}, "at least one"),
+        ({"workers": -1}, "workers = -1"),
+        ({"seeds": 0}, "seeds = 0"),
+        ({"budget_packets": 0}, "budget_packets = 0"),
+        ({"root_seed": -3}, "root_seed = -3"),
+    ],
+)
 def test_bad_arguments_are_named(kw, message):
     with pytest.raises(SweepError, match=message):
         sweep(SCENARIO, **{"seeds": 1, "workers": 0, **kw})
@@ -128,23 +143,49 @@ def test_quantile_counts_never_as_infinite():
 
 def test_outputs_and_columns(inline):
     out = inline.out_dir
-    for name in ("results.csv", "replications.csv", "summary.csv", "sweep.json",
-                 "quality_vs_packets.png", "quality_vs_time.png"):
+    for name in (
+        "results.csv",
+        "replications.csv",
+        "summary.csv",
+        "sweep.json",
+        "quality_vs_packets.png",
+        "quality_vs_time.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     n_reps = 2 * len(PAYLOADS) * SEEDS
     assert len(list((out / "replications").glob("*.json"))) == n_reps
     rows = read_csv((out / "results.csv").read_text())
-    for col in ("channel.arq.mode", "payload", "image", "replicate", "seed", "packet_seq",
-                "t_arrival_s", "outcome", "preview", "psnr_db", "ms_ssim", "messages_sent"):
+    for col in (
+        "channel.arq.mode",
+        "payload",
+        "image",
+        "replicate",
+        "seed",
+        "packet_seq",
+        "t_arrival_s",
+        "outcome",
+        "preview",
+        "psnr_db",
+        "ms_ssim",
+        "messages_sent",
+    ):
         assert col in rows[0], col
     reps = read_csv((out / "replications.csv").read_text())
     assert len(reps) == n_reps
     summary = read_csv((out / "summary.csv").read_text())
     assert [(r["channel.arq.mode"], r["payload"]) for r in summary] == [
-        ("none", "rvq"), ("none", "jpeg"), ("selective-repeat", "rvq"),
-        ("selective-repeat", "jpeg")]
-    for fig in ("time_to_first_preview_s", "time_to_msssim_0.8_s", "time_to_msssim_0.9_s",
-                "final_ms_ssim", "final_psnr_db"):
+        ("none", "rvq"),
+        ("none", "jpeg"),
+        ("selective-repeat", "rvq"),
+        ("selective-repeat", "jpeg"),
+    ]
+    for fig in (
+        "time_to_first_preview_s",
+        "time_to_msssim_0.8_s",
+        "time_to_msssim_0.9_s",
+        "final_ms_ssim",
+        "final_psnr_db",
+    ):
         for q in ("median", "p10", "p90"):
             assert f"{fig}_{q}" in summary[0]
     assert "time_to_msssim_0.9_s_reached_frac" in summary[0]
@@ -154,12 +195,16 @@ def test_outputs_and_columns(inline):
 
 def test_summary_matches_replications(inline):
     for row in inline.summary:
-        figs = [r for r in inline.replications
-                if r["channel.arq.mode"] == row["channel.arq.mode"]
-                and r["payload"] == row["payload"]]
+        figs = [
+            r
+            for r in inline.replications
+            if r["channel.arq.mode"] == row["channel.arq.mode"] and r["payload"] == row["payload"]
+        ]
         assert row["replications"] == len(figs) == SEEDS
-        times = sorted(math.inf if r["time_to_first_preview_s"] is None
-                       else r["time_to_first_preview_s"] for r in figs)
+        times = sorted(
+            math.inf if r["time_to_first_preview_s"] is None else r["time_to_first_preview_s"]
+            for r in figs
+        )
         assert row["time_to_first_preview_s_median"] == sweep_mod._quantile(times, 0.5)
         reached = sum(r["time_to_first_preview_s"] is not None for r in figs) / len(figs)
         assert row["time_to_first_preview_s_reached_frac"] == reached
@@ -168,8 +213,7 @@ def test_summary_matches_replications(inline):
 
 
 def test_classical_payload_default_budget_and_all_or_nothing(inline):
-    by_key = {(r["channel.arq.mode"], r["replicate"], r["payload"]): r
-              for r in inline.replications}
+    by_key = {(r["channel.arq.mode"], r["replicate"], r["payload"]): r for r in inline.replications}
     saw_no_picture = False
     for (mode, rep, payload), r in by_key.items():
         if payload != "jpeg":
@@ -194,17 +238,34 @@ def test_common_random_numbers_across_payloads(inline):
 
 
 def test_a_replication_is_the_replay_of_its_seed(inline, image):
-    rep = next(r for r in inline.replications
-               if r["channel.arq.mode"] == "selective-repeat" and r["payload"] == "rvq"
-               and r["retransmitted"] > 0)
-    res = replay(SCENARIO, image["astro128"], seed=rep["seed"], keep_images=False,
-                 overrides=["channel.arq.mode=selective-repeat"])
-    mine = [r for r in inline.rows() if r["seed"] == rep["seed"] and r["payload"] == "rvq"
-            and r["channel.arq.mode"] == "selective-repeat"]
+    rep = next(
+        r
+        for r in inline.replications
+        if r["channel.arq.mode"] == "selective-repeat"
+        and r["payload"] == "rvq"
+        and r["retransmitted"] > 0
+    )
+    res = replay(
+        SCENARIO,
+        image["astro128"],
+        seed=rep["seed"],
+        keep_images=False,
+        overrides=["channel.arq.mode=selective-repeat"],
+    )
+    mine = [
+        r
+        for r in inline.rows()
+        if r["seed"] == rep["seed"]
+        and r["payload"] == "rvq"
+        and r["channel.arq.mode"] == "selective-repeat"
+    ]
     assert len(mine) == len(res.rows)
     for a, b in zip(mine, res.rows, strict=True):
         assert (a["outcome"], a["packet_seq"], a["attempt"]) == (
-            b["outcome"], b["packet_seq"], b["attempt"])
+            b["outcome"],
+            b["packet_seq"],
+            b["attempt"],
+        )
         assert a["ms_ssim"] == b.get("ms-ssim") and a["psnr_db"] == b.get("psnr")
         ta = a["t_arrival_s"]
         assert (ta is None and math.isnan(b["t_arrival_s"])) or ta == b["t_arrival_s"]
@@ -241,11 +302,11 @@ def test_resume_runs_only_what_is_missing(image, inline, tmp_path, monkeypatch):
     # An interruption after two chunks: their files stay, the rest runs on the next call.
     real, calls = sweep_mod._run_chunk, []
 
-    def flaky(chunk, pixels):
-        calls.append(chunk)
+    def flaky(*args):
+        calls.append(args)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(chunk, pixels)
+        return real(*args)
 
     monkeypatch.setattr(sweep_mod, "_run_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -271,9 +332,14 @@ def test_process_pool_gives_identical_tables(image, inline):
 
 def test_dask_local_cluster_gives_identical_tables(image, inline):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  host="127.0.0.1", protocol="tcp://", dashboard_address=None,
-                                  ) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp://",
+        dashboard_address=None,
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         on_dask = run(image, scheduler=cluster.scheduler_address, chunk_size=3)
     assert on_dask.stats["scheduler"] == cluster.scheduler_address
