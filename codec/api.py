@@ -3,7 +3,7 @@
 >>> from codec import default_codec
 >>> codec = default_codec()
 >>> code = codec.encode("photo.png")                     # doctest: +SKIP
->>> preview = codec.decode(code, code.stage_mask(1))      # doctest: +SKIP  (uint8 H×W×3)
+>>> preview = codec.decode(code, code.stage_mask(1))  # uint8 H×W×3  # doctest: +SKIP
 """
 
 from __future__ import annotations

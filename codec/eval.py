@@ -829,13 +829,11 @@ _STYLE = {
 
 def plot_rd(results: Mapping[str, Mapping], path: str | Path, title: str = "") -> Path:
     """Rate-distortion plot: bpp against PSNR and against MS-SSIM, one line per codec."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     path = Path(path)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained")
+    fig = Figure(figsize=(11, 4.3), layout="constrained")
+    axes = fig.subplots(1, 2)
     for key, doc in results.items():
         r = doc["results"]
         color, marker, ls = _STYLE.get(key, (None, "o", "-"))
@@ -865,5 +863,4 @@ def plot_rd(results: Mapping[str, Mapping], path: str | Path, title: str = "") -
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

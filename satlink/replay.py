@@ -34,6 +34,7 @@ from satlink.receiver import Arrival, DecodeCache, Preview, Receiver
 from satlink.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 MSSSIM_TARGETS = (0.8, 0.9)
+ON_AIR_OUTCOMES = ("delivered", "lost", "corrupted", "retransmitted")
 
 
 def default_image() -> np.ndarray:
@@ -232,9 +233,8 @@ def build_summary(
         "counts": {
             "packets": plan.packet_count,
             "wire_messages": len(plan.messages),
-            "transmissions": sum(
-                o not in ("dropped-queue", "dropped-visibility") for o in outcomes
-            ),
+            # Wait and drop rows are events, not transmissions.
+            "transmissions": sum(o in ON_AIR_OUTCOMES for o in outcomes),
             "delivered": outcomes.count("delivered"),
             "lost": outcomes.count("lost"),
             # The receiver's CRC, not the channel, decides what is corrupt.

@@ -141,12 +141,17 @@ def write_contact_sheet(
     _atomic_write(path, buf.getvalue())
 
 
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _new_figure(figsize: tuple[float, float]):
+    # A bare Figure, not pyplot: no global backend switch, so notebooks keep inline plots.
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
+
+
+def _save_figure(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     _atomic_write(path, buf.getvalue())
 
 
@@ -169,12 +174,7 @@ def plot_quality(
     step: bool = False,
 ) -> None:
     """PSNR (left axis) and MS-SSIM (right axis) against packets or time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _new_figure((7, 4))
     draw = ax.step if step else ax.plot
     draw(
         x,
@@ -213,10 +213,6 @@ def plot_timeline(
     path: Path, rows: Sequence[dict], windows_s: Sequence[tuple[float, float]] = (), title: str = ""
 ) -> None:
     """Each transmission as a bar on the time axis, coloured by outcome; visibility shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
 
@@ -224,7 +220,7 @@ def plot_timeline(
         r.get("t_arrival_s", np.nan) for r in rows
     ]
     scale, unit = _time_axis(times)
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = _new_figure((9, 4))
     horizon = max((t for t in times if t is not None and np.isfinite(t)), default=1.0)
     for start, end in windows_s:
         if start > horizon:

@@ -51,9 +51,11 @@ evaluation scores a miss; ``no_picture_frac`` counts those replications.
   one: more seeds, more grid values) reuses them, so an interrupted sweep resumes where it
   stopped.
 
-**Speed.** Each worker encodes an image once per payload and packet layout, and keeps a bounded
-:class:`~satlink.receiver.DecodeCache` per image: replications of one image see the same received
-masks again and again, so each distinct mask is decoded and scored once per worker.
+**Speed.** A first phase, spread over the workers, encodes each image once per payload and
+packet layout (for classical payloads: fits the file to the budget once). Then each worker keeps
+a bounded :class:`~satlink.receiver.DecodeCache` per image (scores only, no pixels): replications
+of one image see the same received masks again and again, so each distinct mask is decoded and
+scored once per worker. ``SweepResult.stats`` reports the hits and misses.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import threading
 import time
 import tomllib
@@ -437,7 +440,8 @@ def _scores_only_cache(max_entries: int):
 
 @dataclass
 class _Prepared:
-    """A payload's packets on one scenario's packet layout, made once per worker."""
+    """A payload's packets on one packet layout: made once per sweep (the first phase) and
+    shipped with every chunk of replications that sends them."""
 
     plan: Any  # satlink.replay.TransmitPlan, or None when no classical file fits
     info: dict[str, Any]
@@ -478,11 +482,11 @@ def _load_codec(model: str, fingerprint: str):
                     "one the sweep was started with; give every worker the same "
                     "weights"
                 )
-            import codec
+            from codec import load_codec
 
-            _codecs[key] = (
-                codec.default_codec() if model == DEFAULT_MODEL else codec.load_codec(model)
-            )
+            # Loaded here, not codec.default_codec(): that one is cached for the life of the
+            # process and may predate a newer weight file with this fingerprint.
+            _codecs[key] = load_codec(model)
         return _codecs[key]
 
 
@@ -809,11 +813,13 @@ class _PoolRunner(_Runner):
             for fut in as_completed(futures):
                 sink(fut.result())
         except BaseException:
+            # Jobs still running would finish for nothing: stop the processes this pool
+            # started (taken before shutdown(), which forgets them).
+            procs = list((getattr(self.pool, "_processes", None) or {}).values())
             for fut in futures:
                 fut.cancel()
             self.pool.shutdown(wait=False, cancel_futures=True)
-            # Jobs still running would finish for nothing: stop the processes this pool started.
-            for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            for proc in procs:
                 proc.terminate()
             self.pool = None
             raise
@@ -1073,17 +1079,16 @@ class SweepResult:
         return "\n".join(text)
 
     # -- plots -----------------------------------------------------------------------------------
-    def _groups(self) -> list[tuple[str, tuple, str, list[dict[str, Any]]]]:
-        """(label, point, payload, results) per summary row, in table order."""
+    def _groups(self) -> list[tuple[str, int, str, list[dict[str, Any]]]]:
+        """(label, point index, payload, results) per summary row, in table order."""
         groups: dict[tuple, list] = {}
         for rep, res in self._rows:
             groups.setdefault((rep.point_index, rep.payload), []).append((rep, res))
         out = []
-        for (_, payload), items in groups.items():
-            point = items[0][0].point
-            where = ", ".join(f"{k}={_cell(v)}" for k, v in point)
+        for (point_index, payload), items in groups.items():
+            where = ", ".join(f"{k}={_cell(v)}" for k, v in items[0][0].point)
             label = f"{where} · {payload}" if where else payload
-            out.append((label, point, payload, [res for _, res in items]))
+            out.append((label, point_index, payload, [res for _, res in items]))
         return out
 
     def band_figure(self, axis: str = "time", metrics: Sequence[str] = ("ms_ssim", "psnr_db")):
@@ -1105,9 +1110,9 @@ class SweepResult:
         fig = Figure(figsize=(8.5, 3.2 * len(metrics) + 0.8), layout="constrained")
         axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
         styles = {"rvq": "-", "avif": "--", "jxl": "-.", "jpeg": ":"}
-        colours: dict[tuple, str] = {}
-        for label, point, payload, results in groups:
-            colour = colours.setdefault(point, f"C{len(colours) % 10}")
+        colours: dict[int, str] = {}  # one colour per grid point (values may be lists)
+        for label, point_index, payload, results in groups:
+            colour = colours.setdefault(point_index, f"C{len(colours) % 10}")
             for ax, metric in zip(axes, metrics, strict=True):
                 curves = np.array([_curve(res, metric, axis, x * unit_s) for res in results])
                 if metric == "psnr_db":
@@ -1293,7 +1298,55 @@ def _base_scenario(scenario: str | Path | Scenario, overrides: Sequence[str]) ->
     return load_scenario(scenario, overrides=overrides)
 
 
+def _schema() -> dict[str, bool]:
+    """Every scenario key a grid may name -> whether it is a table (from the config classes,
+    so keys that a file leaves at their default count too)."""
+    import dataclasses
+    import typing
+
+    from satlink.channel import LinkConfig
+    from satlink.linkbudget import BudgetConfig
+    from satlink.scenario import BUDGET_DERIVED_KEYS, PacketsConfig
+
+    out: dict[str, bool] = {}
+
+    def walk(cls: Any, prefix: str, skip: Sequence[str] = ()) -> None:
+        out[prefix] = True
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in skip:
+                continue
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{prefix}.{f.name}")
+            else:
+                out[f"{prefix}.{f.name}"] = False
+
+    walk(PacketsConfig, "packets")
+    walk(LinkConfig, "channel", skip=("budget",))  # [budget] is its own table
+    walk(BudgetConfig, "budget", skip=BUDGET_DERIVED_KEYS)
+    return out
+
+
+def _check_grid_keys(grid: Mapping[str, list], source: str) -> None:
+    schema = _schema()
+    for key in grid:
+        if key not in schema:
+            parent = key.rpartition(".")[0]
+            known = sorted(k.rpartition(".")[2] for k in schema if k.rpartition(".")[0] == parent)
+            where = (
+                f"keys in [{parent}]: {', '.join(known)}"
+                if known
+                else "top-level tables: packets, channel, budget"
+            )
+            raise SweepError(f"grid key {key!r} does not exist in scenario {source}; {where}")
+        if schema[key]:
+            inner = next(k for k in schema if k.startswith(key + "."))
+            raise SweepError(f"grid key {key!r} is a table; sweep a key inside it, e.g. {inner}")
+
+
 def _point_scenarios(base: Scenario, grid: Mapping[str, list]) -> list[tuple[dict, Scenario]]:
+    _check_grid_keys(grid, base.origin)
     base_dict = base.to_dict()
 
     def build(point: Mapping[str, Any]) -> Scenario:
@@ -1303,20 +1356,29 @@ def _point_scenarios(base: Scenario, grid: Mapping[str, list]) -> list[tuple[dic
         # the base's overrides only: an error is about a grid key, and says so itself
         return parse_scenario(data, base.origin, base.overrides)
 
-    # Each key and value alone first, so that an error names the key at fault.
-    for key, values in grid.items():
-        for v in values:
-            try:
-                build({key: v})
-            except ScenarioError as exc:
-                raise SweepError(f"grid key {key!r} = {_toml_literal(v, key)}: {exc}") from None
+    def where(point: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k} = {_toml_literal(v, k)}" for k, v in point.items())
+
+    # Each value in the context of the first grid point, so that an error names the key and
+    # value at fault, while keys that only make sense together (visibility.mode = "windows"
+    # with windows_s) are still checked together.
+    first = {k: values[0] for k, values in grid.items()}
+    checks = [first] + [{**first, k: v} for k, values in grid.items() for v in values[1:]]
+    for point in checks:
+        try:
+            build(point)
+        except ScenarioError as exc:
+            changed = [k for k in point if point[k] is not first[k]] or list(point)
+            if len(changed) == 1:
+                k = changed[0]
+                raise SweepError(f"grid key {k!r} = {_toml_literal(point[k], k)}: {exc}") from None
+            raise SweepError(f"grid point {where(point)}: {exc}") from None
     out = []
     for point in expand_grid(grid):
         try:
             out.append((point, build(point)))
         except ScenarioError as exc:
-            where = ", ".join(f"{k}={_toml_literal(v, k)}" for k, v in point.items())
-            raise SweepError(f"grid point {where}: {exc}") from None
+            raise SweepError(f"grid point {where(point)}: {exc}") from None
     return out
 
 
@@ -1458,7 +1520,9 @@ def sweep(
     todo_keys: set[str] = set()
     slots = max(workers, 1) if scheduler is None else 8
     n_todo = sum(1 for rep in reps if rep.key not in results)
-    size = chunk_size or max(1, min(32, math.ceil(n_todo / (slots * 4))))
+    # Several chunks per worker balance the load; at most 16 replications each, because the
+    # progress bar moves and an interruption loses work one chunk at a time.
+    size = chunk_size or max(1, min(16, math.ceil(n_todo / (slots * 8))))
     for work, payload, group in groups_in:
         pending = [r for r in group if r.key not in results and r.key not in todo_keys]
         if not pending:
@@ -1533,6 +1597,8 @@ def sweep(
                     prep_sink,
                 )
                 prep_s = time.perf_counter() - t_run
+                if bar is not None:
+                    bar.set_postfix_str("replaying")
                 runner.run(
                     _run_chunk,
                     [
@@ -1549,6 +1615,7 @@ def sweep(
             where = f"; run the same sweep again to resume from {store}" if store else ""
             print(
                 f"sweep interrupted: {len(results)} of {len(reps)} replications done{where}",
+                file=sys.stderr,
                 flush=True,
             )
         raise

@@ -175,8 +175,13 @@ def test_ctrl_c_leaves_valid_files(small_image, model, tmp_path):
                 raise KeyboardInterrupt
             return self.inner.decode(code, received)
 
-    res = replay("bds3-rsmc-geo", small_image, out_dir=tmp_path, codec=InterruptingCodec(model),
-                 overrides=NO_LOSS)
+    res = replay(
+        "bds3-rsmc-geo",
+        small_image,
+        out_dir=tmp_path,
+        codec=InterruptingCodec(model),
+        overrides=NO_LOSS,
+    )
     assert res.interrupted
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["previews"] == 2
