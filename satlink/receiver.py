@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +105,20 @@ class Arrival:
     packet_seq: int | None = None
     preview: Preview | None = None
     wire_seq: int = -1  # the channel's message slot, filled in by whoever drives the link
+
+
+def crc_check(fragmented: bool) -> Callable[[bytes], bool]:
+    """The receiver's CRC as a yes/no check, for the channel to judge corruption by (ARQ)."""
+    parse = parse_fragment if fragmented else parse_packet
+
+    def check(payload: bytes) -> bool:
+        try:
+            parse(payload)
+        except PacketError:
+            return False
+        return True
+
+    return check
 
 
 def decode_file_payload(data: bytes, content_type: str) -> np.ndarray:

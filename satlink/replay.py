@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,9 @@ from satlink.packets import (
     fragment,
     packetize,
     packetize_bytes,
-    parse_fragment,
     parse_packet,
 )
-from satlink.receiver import Arrival, DecodeCache, Preview, Receiver
+from satlink.receiver import Arrival, DecodeCache, Preview, Receiver, crc_check
 from satlink.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 MSSSIM_TARGETS = (0.8, 0.9)
@@ -42,20 +41,6 @@ def default_image() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
-
-
-def _integrity_check(fragmented: bool):
-    """The receiver's CRC as the channel's judge of corruption (for ARQ on bit errors)."""
-    parse = parse_fragment if fragmented else parse_packet
-
-    def check(payload: bytes) -> bool:
-        try:
-            parse(payload)
-        except ValueError:
-            return False
-        return True
-
-    return check
 
 
 @dataclass
@@ -132,6 +117,31 @@ def encode_payload(
             "scale": fit.scale,
         },
     )
+
+
+def deliver(
+    sc: Scenario,
+    plan: TransmitPlan,
+    rx: Receiver,
+    seed: int,
+    arrivals: list[Arrival],
+    on_arrival: Callable[[Arrival], None] | None = None,
+) -> Trace:
+    """Run the scenario's link and hand every delivery to the receiver, in arrival order.
+
+    Arrivals are appended to ``arrivals`` as they happen, so a caller that is interrupted still
+    holds what arrived. Returns the channel trace.
+    """
+    fragmented = sc.packets.fragment_bytes is not None
+    link = sc.build_link(np.random.SeedSequence(seed), integrity_check=crc_check(fragmented))
+    run = link.stream(plan.messages, plan.reliable)
+    for delivery in run:
+        arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
+        arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
+        arrivals.append(arrival)
+        if on_arrival is not None:
+            on_arrival(arrival)
+    return run.trace
 
 
 @dataclass
@@ -340,9 +350,6 @@ def replay(
         cache=cache,
         keep_images=keep_images or out is not None,
     )
-    link = sc.build_link(np.random.SeedSequence(seed), integrity_check=_integrity_check(fragmented))
-    run = link.stream(plan.messages, plan.reliable)
-
     bar = None
     if progress:
         from tqdm import tqdm
@@ -350,30 +357,29 @@ def replay(
         bar = tqdm(
             total=plan.packet_count, unit="pkt", desc=f"replay {sc.name}", dynamic_ncols=True
         )
-    arrivals: list[Arrival] = []
-    interrupted = False
-    try:
-        for delivery in run:
-            arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
-            arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
-            arrivals.append(arrival)
-            if arrival.preview is not None and out is not None:
-                report.save_png(
-                    out / "previews" / f"{arrival.preview.number:03d}.png", arrival.preview.image
+
+    def on_arrival(arrival: Arrival) -> None:
+        if arrival.preview is not None and out is not None:
+            report.save_png(
+                out / "previews" / f"{arrival.preview.number:03d}.png", arrival.preview.image
+            )
+        if bar is not None and arrival.verdict == "accepted":
+            bar.update(1)
+            if arrival.preview is not None and arrival.preview.scores:
+                bar.set_postfix(
+                    t=f"{arrival.t_arrival_s:,.0f}s",
+                    msssim=f"{arrival.preview.scores['ms-ssim']:.3f}",
                 )
-            if bar is not None and arrival.verdict == "accepted":
-                bar.update(1)
-                if arrival.preview is not None and arrival.preview.scores:
-                    bar.set_postfix(
-                        t=f"{delivery.t_arrival_s:,.0f}s",
-                        msssim=f"{arrival.preview.scores['ms-ssim']:.3f}",
-                    )
+
+    arrivals: list[Arrival] = []
+    trace, interrupted = None, False
+    try:
+        trace = deliver(sc, plan, rx, seed, arrivals, on_arrival)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if bar is not None:
             bar.close()
-    trace = None if interrupted else run.trace
     trace_rows = list(trace.rows()) if trace is not None else _rows_from_arrivals(arrivals)
     summary = build_summary(
         sc, seed, label, source, codec, info, plan, rx.previews, trace_rows, arrivals, interrupted

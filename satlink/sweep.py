@@ -577,22 +577,6 @@ def _floor(state: _WorkerState, pixels: np.ndarray, digest: str) -> dict[str, fl
     return state.floors.remember(digest, make)
 
 
-def _integrity_check(fragmented: bool) -> Callable[[bytes], bool]:
-    """The receiver's CRC as the channel's judge of corruption (same as satlink.replay)."""
-    from satlink.packets import parse_fragment, parse_packet
-
-    parse = parse_fragment if fragmented else parse_packet
-
-    def check(payload: bytes) -> bool:
-        try:
-            parse(payload)
-        except ValueError:
-            return False
-        return True
-
-    return check
-
-
 def _nan_to_none(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
@@ -608,7 +592,7 @@ def _replicate(
 ) -> dict[str, Any]:
     """One replication: what ``replay(sc, pixels, seed=seed)`` does, minus files and pictures."""
     from satlink.receiver import Receiver
-    from satlink.replay import build_summary, join_rows
+    from satlink.replay import build_summary, deliver, join_rows
 
     base = {
         "format": FORMAT_VERSION,
@@ -642,13 +626,8 @@ def _replicate(
         cache=cache,
         keep_images=False,
     )
-    link = sc.build_link(np.random.SeedSequence(seed), integrity_check=_integrity_check(fragmented))
-    deliveries, trace = link.run(plan.messages, plan.reliable)  # same order as replay's stream
-    arrivals = []
-    for d in deliveries:
-        arrival = rx.receive(d.payload, d.t_arrival_s)
-        arrival.wire_seq = d.seq
-        arrivals.append(arrival)
+    arrivals: list = []
+    trace = deliver(sc, plan, rx, seed, arrivals)
     trace_rows = list(trace.rows())
     joined = join_rows(trace_rows, arrivals, plan)
     summary = build_summary(
