@@ -92,6 +92,12 @@ def _cmd_codec_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_codec_train(argv: list[str]) -> list[str] | None:
+    """Arguments after `codec train`, or None. They go to codec.train's parser untouched."""
+    rest = [a for a in argv if a != "--debug"]
+    return rest[2:] if rest[:2] == ["codec", "train"] else None
+
+
 def _cmd_codec_eval(args: argparse.Namespace) -> int:
     from codec.eval import run_eval
     from codec.zoo import load_codec
@@ -243,10 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     codec_p = sub.add_parser("codec", help="train or evaluate the codec")
     codec_sub = codec_p.add_subparsers(dest="codec_command", metavar="ACTION", required=True)
-    sp = codec_sub.add_parser(
-        "train", help="train (see python -m codec.train --help)", add_help=False
-    )
-    sp.add_argument("train_args", nargs=argparse.REMAINDER)
+    # Listed for --help only: main() hands `codec train ...` to codec.train's own parser.
+    sp = codec_sub.add_parser("train", help="train the codec (options: satlink codec train -h)")
     sp.set_defaults(func=_cmd_codec_train)
     sp = codec_sub.add_parser("eval", help="rate-distortion against AVIF, JPEG XL and JPEG")
     sp.add_argument("--data", required=True, type=Path)
@@ -266,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    train_args = _split_codec_train(argv)
+    if train_args is not None:
+        argv = [a for a in argv if a == "--debug"] + ["codec", "train"]
     args = parser.parse_args(argv)
+    if train_args is not None:
+        args.train_args = train_args
     if not getattr(args, "func", None):  # bare `satlink` runs the main job on the defaults
         args = parser.parse_args([*argv, "replay"])
     try:

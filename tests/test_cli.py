@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -144,3 +145,39 @@ def test_console_script_debug_shows_traceback(tmp_path):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_codec_train_cli_runs_the_tiny_model(tmp_path):
+    data_dir = tmp_path / "imgs"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(
+            data_dir / f"{i}.png"
+        )
+    run = tmp_path / "run"
+    argv = [
+        "codec",
+        "train",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(run),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop-px",
+        "64",
+        "--config",
+        "tiny",
+        "--kmeans-batches",
+        "1",
+        "--progress",
+        "false",
+        "--threads",
+        "1",
+    ]
+    assert main(argv) == 0
+    assert (run / "last.ckpt").is_file()
+    assert "val_msssim" in (run / "log.jsonl").read_text()
