@@ -243,3 +243,20 @@ def test_default_model_quality_rises_with_stages_under_erasures() -> None:
                 errs.append(np.mean((model.decode(code, mask).astype(float) - img) ** 2))
         mean_err.append(np.mean(errs))
     assert mean_err[0] > mean_err[1] > mean_err[2], mean_err
+
+
+def test_default_model_keeps_colour() -> None:
+    """A model that collapses to luminance scores fine on MS-SSIM and badly on everything else."""
+    from skimage import data
+
+    model = codec.default_codec()
+    img = data.astronaut()[:256, :256]  # red, white and blue
+    out = model.decode(model.encode(img)).astype(float)
+    src = img.astype(float)
+
+    def chroma(a):
+        return a - a.mean(axis=2, keepdims=True)
+
+    kept = np.abs(chroma(out)).mean() / np.abs(chroma(src)).mean()
+    corr = np.corrcoef(chroma(out).ravel(), chroma(src).ravel())[0, 1]
+    assert kept > 0.5 and corr > 0.7, (kept, corr)
