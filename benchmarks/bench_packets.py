@@ -4,7 +4,7 @@ and bit-flip rejection counts.
     python benchmarks/bench_packets.py            # about half a minute on a 2-core machine
     python benchmarks/bench_packets.py --runs 3   # quicker, noisier
 
-Prints a markdown section (the numbers in docs/BENCHMARKS_packets.md come from it). All
+Prints a markdown section (the numbers in docs/BENCHMARKS.md come from it). All
 inputs come from fixed seeds; only the timings vary between runs.
 """
 

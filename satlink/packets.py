@@ -558,7 +558,7 @@ class Packet:
 
     Treat packets as read-only (``indices`` is a read-only array). They are not frozen
     dataclasses because a frozen ``__init__`` costs ~4 us per packet, a fifth of the
-    parse budget (docs/BENCHMARKS_packets.md).
+    parse budget (docs/BENCHMARKS.md).
     """
 
     size_bytes: int

@@ -103,7 +103,8 @@ def write_gif(
         im = _thumbnail(frame, max_side_px)
         if i < len(labels):
             _label(im, labels[i])
-        ims.append(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
+        # Fast octree palettes: median cut (PIL's default) costs ~40 ms a frame at this size.
+        ims.append(im.quantize(colors=255, method=Image.Quantize.FASTOCTREE))
     durations = [frame_ms] * (len(ims) - 1) + [frame_ms * 3]
     buf = io.BytesIO()
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations, loop=0)
