@@ -260,3 +260,32 @@ def test_default_model_keeps_colour() -> None:
     kept = np.abs(chroma(out)).mean() / np.abs(chroma(src)).mean()
     corr = np.corrcoef(chroma(out).ravel(), chroma(src).ravel())[0, 1]
     assert kept > 0.5 and corr > 0.7, (kept, corr)
+
+
+def test_optional_patchgan_phase_trains(train_dir, tmp_path) -> None:
+    cfg = TrainConfig(
+        data=str(train_dir),
+        out=str(tmp_path / "gan"),
+        steps=4,
+        batch_size=2,
+        crop_px=64,
+        config="tiny",
+        kmeans_batches=1,
+        val_every=1000,
+        progress=False,
+        threads=1,
+        gan_weight=0.1,
+        gan_start_step=2,
+    )
+    trainer = Trainer(cfg)
+    trainer.kmeans_init()
+    before = [p.detach().clone() for p in trainer.disc.parameters()]
+    stats = [trainer.train_step() for _ in range(4)]
+    assert stats[0]["gan_g"] == 0.0 and stats[-1]["gan_g"] != 0.0  # starts at gan_start_step
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.disc.parameters(), strict=True)
+    )
+    trainer.save()
+    resumed = Trainer(cfg)
+    resumed.load(tmp_path / "gan" / "last.ckpt")
+    assert resumed.step == 4
