@@ -359,7 +359,7 @@ class Trainer:
             "l1": l1.tolist(),
             "dssim": dssim.tolist(),
             "revived": revived.tolist(),
-            "gan_g": float(gan_g),
+            "gan_g": float(gan_g.detach()),
         }
 
     @torch.no_grad()
