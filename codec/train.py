@@ -438,8 +438,9 @@ def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progi
         "config": st["config"],
         "step": st["step"],
         "train_wall_s": st["wall_s"],
+        # Threads as trained (0 = torch's default), not as this export process runs.
         "hardware": f"{platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"{st['train_config'].get('threads', 0)} threads, torch {torch.__version__}",
     }
     torch.save({"state_dict": state_dict, **meta}, dest)
     return meta

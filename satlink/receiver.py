@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +164,6 @@ class Receiver:
         self.reassembler = Reassembler(packet_size_bytes)
         self.defragmenter = Defragmenter() if fragmented else None
         self.previews: list[Preview] = []
-        self.counts: Counter[str] = Counter()
-        self.reasons: Counter[str] = Counter()
-        self._last_mask_key: bytes | None = None
 
     # -- scoring ---------------------------------------------------------------------------------
     def _score(self, image: np.ndarray) -> dict[str, float]:
@@ -189,39 +186,30 @@ class Receiver:
         return value
 
     # -- intake ----------------------------------------------------------------------------------
-    def _reject(self, t: float, verdict: str, reason: str, seq: int | None = None) -> Arrival:
-        self.counts[verdict] += 1
-        self.reasons[reason] += 1
-        return Arrival(t, verdict, reason, seq)
-
     def receive(self, payload: bytes, t_arrival_s: float) -> Arrival:
         """Take one message off the channel; return what became of it."""
         data = payload
         if self.defragmenter is not None:
             try:
-                parse_fragment(payload)  # checks the fragment's own CRC first
-                data = self.defragmenter.add(payload)
+                data = self.defragmenter.add(payload)  # checks the fragment's own CRC
             except PacketCRCError as exc:
-                return self._reject(t_arrival_s, "corrupted", f"fragment CRC: {exc}")
+                return Arrival(t_arrival_s, "corrupted", f"fragment CRC: {exc}")
             except PacketError as exc:
-                return self._reject(t_arrival_s, "rejected", f"fragment: {exc}")
+                return Arrival(t_arrival_s, "rejected", f"fragment: {exc}")
             if data is None:
-                self.counts["fragment"] += 1
                 return Arrival(t_arrival_s, "fragment", "waiting for the other fragments")
         try:
             packet = parse_packet(data, self.reassembler.packet_size_bytes)
         except PacketCRCError as exc:
-            return self._reject(t_arrival_s, "corrupted", str(exc))
+            return Arrival(t_arrival_s, "corrupted", str(exc))
         except PacketError as exc:
-            return self._reject(t_arrival_s, "rejected", str(exc))
+            return Arrival(t_arrival_s, "rejected", str(exc))
         try:
             new = self.reassembler.add(packet)
         except PacketError as exc:
-            return self._reject(t_arrival_s, "rejected", str(exc), packet.seq)
+            return Arrival(t_arrival_s, "rejected", str(exc), packet.seq)
         if not new:
-            self.counts["duplicate"] += 1
             return Arrival(t_arrival_s, "duplicate", "already have this packet", packet.seq)
-        self.counts["accepted"] += 1
         preview = self._refresh(packet, t_arrival_s)
         return Arrival(t_arrival_s, "accepted", "", packet.seq, preview)
 

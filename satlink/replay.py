@@ -22,7 +22,6 @@ from codec import Codec, default_codec, load_image
 from satlink import report
 from satlink.channel import Trace
 from satlink.packets import (
-    CONTENT_TYPES,
     byte_capacity,
     fragment,
     packetize,
@@ -105,7 +104,6 @@ def encode_payload(
             f"{budget_packets} packets ({capacity} payload bytes)"
         )
     content_type = {"avif": "image/avif", "jxl": "image/jxl", "jpeg": "image/jpeg"}[payload]
-    assert content_type in CONTENT_TYPES.values()
     packets = packetize_bytes(fit.data, size, message_id=message_id, content_type=content_type)
     return (
         packets,
@@ -464,7 +462,7 @@ def write_outputs(result: ReplayResult) -> None:
             "packets accepted (count)",
             f"{name}: quality vs packets received",
         )
-        scale, unit = report._time_axis(p.t_arrival_s for p in result.previews)
+        scale, unit = report.time_axis(p.t_arrival_s for p in result.previews)
         t = [p.t_arrival_s / scale for p in result.previews]
         report.plot_quality(
             out / "quality_vs_time.png",

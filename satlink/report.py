@@ -156,7 +156,7 @@ def _save_figure(fig, path: Path) -> None:
     _atomic_write(path, buf.getvalue())
 
 
-def _time_axis(times_s: Iterable[float]) -> tuple[float, str]:
+def time_axis(times_s: Iterable[float]) -> tuple[float, str]:
     span = max((t for t in times_s if np.isfinite(t)), default=0.0)
     if span > 3 * 3600:
         return 3600.0, "h"
@@ -220,7 +220,7 @@ def plot_timeline(
     times = [r.get("t_tx_end_s", np.nan) for r in rows] + [
         r.get("t_arrival_s", np.nan) for r in rows
     ]
-    scale, unit = _time_axis(times)
+    scale, unit = time_axis(times)
     fig, ax = _new_figure((9, 4))
     horizon = max((t for t in times if t is not None and np.isfinite(t)), default=1.0)
     for start, end in windows_s:

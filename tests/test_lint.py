@@ -24,5 +24,15 @@ def test_ruff_check_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_ruff_format_is_clean() -> None:
+    proc = subprocess.run(
+        [*_ruff(), "format", "--check", "--no-cache", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_python_is_311_or_newer() -> None:
     assert sys.version_info >= (3, 11)
