@@ -13,6 +13,7 @@ teach the decoder to fill holes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -63,6 +64,10 @@ class TrainConfig:
     threads: int = 0
     device: str = "cpu"
     channels_last: bool = True
+    # bf16 autocast for the convolutions (CPU with AVX-512 BF16, or CUDA). The quantizer, its
+    # distances and the losses stay in fp32: later RVQ stages work on residuals far below bf16's
+    # resolution of a 20-unit latent.
+    bf16: bool = False
     config: str = ""  # "tiny" or a JSON CodecConfig; empty is the default model
     max_images: int = 0
     progress: bool = True
@@ -271,9 +276,15 @@ class Trainer:
         t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.cfg.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
     def reconstruct_all_depths(self, x: torch.Tensor, received: torch.Tensor | None = None):
         net, s = self.net, self.model_cfg.num_stages
-        z = net.analysis(x)
+        with self.autocast():
+            z = net.analysis(x).float()
         b, _d, h, w = z.shape
         indices, codewords = net.quantize(z.detach())
         if received is None:
@@ -283,7 +294,8 @@ class Trainer:
         latents = net.assemble_latent(cw_rep, masks)
         # Straight-through estimator: decoder gradients pass the quantizer unchanged.
         latents = latents + (z - z.detach()).repeat(s, 1, 1, 1)
-        recon = net.synthesis(latents, masks)
+        with self.autocast():
+            recon = net.synthesis(latents, masks).float()
         return z, indices, codewords, recon
 
     def losses(

@@ -162,8 +162,10 @@ def train_dir(tmp_path_factory):
     return root
 
 
-def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path) -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path, bf16) -> None:
     cfg = TrainConfig(
+        bf16=bf16,
         data=str(train_dir),
         out=str(tmp_path / "run"),
         steps=30,
@@ -182,6 +184,9 @@ def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path) -> None:
     trainer.kmeans_init()
     losses = [trainer.train_step()["loss"] for _ in range(30)]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    # Under bf16 autocast the quantizer still sees, and returns, fp32.
+    z, _, codewords, recon = trainer.reconstruct_all_depths(trainer.batch())
+    assert z.dtype == codewords.dtype == recon.dtype == torch.float32
     trainer.save()
     # Resume continues from the saved step.
     resumed = Trainer(cfg)
