@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,22 +163,31 @@ def train_dir(tmp_path_factory):
     return root
 
 
+def tiny_train_config(data: Path, out: Path, **kw: object) -> TrainConfig:
+    """The tiny model on 64-px crops, one thread, no progress bar or validation."""
+    base: dict[str, object] = {
+        "data": str(data),
+        "out": str(out),
+        "crop_px": 64,
+        "config": "tiny",
+        "val_every": 1000,
+        "progress": False,
+        "threads": 1,
+    }
+    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path, bf16) -> None:
-    cfg = TrainConfig(
+    cfg = tiny_train_config(
+        train_dir,
+        tmp_path / "run",
         bf16=bf16,
-        data=str(train_dir),
-        out=str(tmp_path / "run"),
         steps=30,
         batch_size=4,
-        crop_px=64,
         lr=3e-3,
         warmup_steps=1,
-        config="tiny",
         kmeans_batches=2,
-        val_every=1000,
-        progress=False,
-        threads=1,
         erasure_prob=0.0,
     )
     trainer = Trainer(cfg)
@@ -276,17 +286,12 @@ def test_default_model_keeps_colour() -> None:
 
 
 def test_optional_patchgan_phase_trains(train_dir, tmp_path) -> None:
-    cfg = TrainConfig(
-        data=str(train_dir),
-        out=str(tmp_path / "gan"),
+    cfg = tiny_train_config(
+        train_dir,
+        tmp_path / "gan",
         steps=4,
         batch_size=2,
-        crop_px=64,
-        config="tiny",
         kmeans_batches=1,
-        val_every=1000,
-        progress=False,
-        threads=1,
         gan_weight=0.1,
         gan_start_step=2,
     )
