@@ -17,7 +17,7 @@ torch.Size([1, 3, 32, 32])
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,6 @@ class CodecConfig:
     attn_heads: int = 4
     ffn_ratio: int = 2
     kernel_size: int = 3
-    extra: dict = field(default_factory=dict)
 
     @property
     def downsample(self) -> int:
@@ -54,7 +53,19 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CodecConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are refused by name.
+
+        >>> CodecConfig.from_dict({"latent_dim": 32}).latent_dim
+        32
+        """
         d = dict(d)
+        # Weights exported before 2026-11-22 carry an always-empty "extra" field.
+        if d.get("extra") == {}:
+            del d["extra"]
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            known = ", ".join(f.name for f in fields(cls))
+            raise ValueError(f"unknown CodecConfig key(s) {unknown}; known keys: {known}")
         for key in ("enc_channels", "enc_depths", "dec_channels", "dec_depths"):
             if key in d:
                 d[key] = tuple(d[key])

@@ -225,6 +225,11 @@ def test_config_round_trips_through_json() -> None:
     assert CodecConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_config_refuses_unknown_keys_by_name() -> None:
+    with pytest.raises(ValueError, match="latent_dimm"):
+        CodecConfig.from_dict({"latent_dimm": 32})
+
+
 # -- the shipped model -------------------------------------------------------------------------
 
 
