@@ -447,7 +447,7 @@ def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progi
     meta = {
         "name": name,
         "model_id": model_id,
-        "config": st["config"],
+        "config": CodecConfig.from_dict(st["config"]).to_dict(),
         "step": st["step"],
         "train_wall_s": st["wall_s"],
         # Threads as trained (0 = torch's default), not as this export process runs.
