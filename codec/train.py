@@ -197,6 +197,9 @@ class Trainer:
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.step = 0
         self.wall_s = 0.0
+        # Steps and seconds already in weights given to --init-weights; the schedule restarts at
+        # step 0, but exported weights report the whole history.
+        self.prior_steps, self.prior_wall_s = 0, 0.0
         self.kmeans_done = False
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -223,6 +226,8 @@ class Trainer:
         st = {
             "step": self.step,
             "wall_s": self.wall_s,
+            "prior_steps": self.prior_steps,
+            "prior_wall_s": self.prior_wall_s,
             "kmeans_done": self.kmeans_done,
             "model": self.net.state_dict(),
             "opt": self.opt.state_dict(),
@@ -245,6 +250,7 @@ class Trainer:
         self.net.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.step, self.wall_s, self.kmeans_done = st["step"], st["wall_s"], st["kmeans_done"]
+        self.prior_steps, self.prior_wall_s = st.get("prior_steps", 0), st.get("prior_wall_s", 0.0)
         self.rng.bit_generator.state = st["rng"]
         self.gen.set_state(st["gen"])
         if self.disc is not None and "disc" in st:
@@ -254,6 +260,7 @@ class Trainer:
     def init_from_weights(self, path: Path) -> None:
         st = torch.load(path, map_location=self.device, weights_only=True)
         self.net.load_state_dict(st["state_dict"])
+        self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
         self.kmeans_done = True
 
     # -- steps ----------------------------------------------------------------------------------
@@ -448,8 +455,8 @@ def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progi
         "name": name,
         "model_id": model_id,
         "config": CodecConfig.from_dict(st["config"]).to_dict(),
-        "step": st["step"],
-        "train_wall_s": st["wall_s"],
+        "step": st.get("prior_steps", 0) + st["step"],
+        "train_wall_s": st.get("prior_wall_s", 0.0) + st["wall_s"],
         # Threads as trained (0 = torch's default), not as this export process runs.
         "hardware": f"{platform.processor() or platform.machine()}, "
         f"{st['train_config'].get('threads', 0)} threads, torch {torch.__version__}",

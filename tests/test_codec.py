@@ -210,6 +210,14 @@ def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path, bf16) -> None:
     assert loaded.model_id == 998
     img = gradient_image(48, 48)
     assert loaded.decode(loaded.encode(img)).shape == (48, 48, 3)
+    # A fine-tune from exported weights restarts its schedule but exports the whole history.
+    tuned = Trainer(tiny_train_config(train_dir, tmp_path / "tune", steps=2, batch_size=2))
+    tuned.init_from_weights(dest)
+    tuned.run()
+    assert tuned.step == 2
+    tuned_meta = export_weights(tmp_path / "tune" / "last.ckpt", tmp_path / "tuned.pt")
+    assert tuned_meta["step"] == 32
+    assert tuned_meta["train_wall_s"] > meta["train_wall_s"]
 
 
 def test_training_refuses_kodak(tmp_path) -> None:
