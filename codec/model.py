@@ -39,6 +39,9 @@ class CodecConfig:
     attn_heads: int = 4
     ffn_ratio: int = 2
     kernel_size: int = 3
+    # Channel LayerNorm on the latent before the RVQ (codec v2): keeps the latent's scale fixed
+    # for the codebooks instead of letting the encoder shrink it into a few directions.
+    latent_norm: bool = False
 
     @property
     def downsample(self) -> int:
@@ -280,6 +283,7 @@ class ProgressiveCodec(nn.Module):
             )
         self.enc_attn = Attention(cfg.enc_channels[-1], cfg.attn_heads)
         self.to_latent = nn.Conv2d(cfg.enc_channels[-1], cfg.latent_dim, 1)
+        self.latent_ln = nn.LayerNorm(cfg.latent_dim) if cfg.latent_norm else None
 
         self.rvq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
 
@@ -309,7 +313,10 @@ class ProgressiveCodec(nn.Module):
                 h = self.enc_down[i - 1](F.pixel_unshuffle(h, 2))
             for block in blocks:
                 h = block(h)
-        return self.to_latent(self.enc_attn(h))
+        z = self.to_latent(self.enc_attn(h))
+        if self.latent_ln is not None:
+            z = self.latent_ln(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return z
 
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent ``[B, D, h, w]`` -> (indices ``[B, S, h, w]``, codewords ``[B, S, D, h, w]``)."""

@@ -195,7 +195,7 @@ def test_tiny_config_trains_and_loss_drops(train_dir, tmp_path, bf16) -> None:
     losses = [trainer.train_step()["loss"] for _ in range(30)]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     # Under bf16 autocast the quantizer still sees, and returns, fp32.
-    z, _, codewords, recon = trainer.reconstruct_all_depths(trainer.batch())
+    z, _, codewords, recon = trainer.reconstruct(trainer.batch())
     assert z.dtype == codewords.dtype == recon.dtype == torch.float32
     trainer.save()
     # Resume continues from the saved step.
