@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from codec.code import ProgressiveCode
 from codec.model import ProgressiveCodec
+from codec.refine import MAX_EFFORT, refine_latent
 
 MIN_SIDE_PX = 16
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -131,11 +132,26 @@ class Codec:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else x
         return x.contiguous(memory_format=torch.channels_last), (h, w)
 
-    @torch.inference_mode()
-    def encode(self, image: ImageLike) -> ProgressiveCode:
-        """Encode an image (path, bytes, array or PIL image) to RVQ indices."""
+    def encode(self, image: ImageLike, effort: int = 0) -> ProgressiveCode:
+        """Encode an image (path, bytes, array or PIL image) to RVQ indices.
+
+        ``effort`` > 0 spends that many gradient steps refining the latent for this picture
+        before quantizing (:func:`codec.refine.refine_latent`); the decoder and bitstream are
+        unchanged. Each step costs about five decoder passes with gradients.
+        """
+        if isinstance(effort, bool) or not isinstance(effort, int):
+            raise CodecInputError(f"effort must be an integer, got {effort!r}")
+        if not 0 <= effort <= MAX_EFFORT:
+            raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
         x, size = self._to_tensor(load_image(image))
-        indices = self.net.encode_indices(x)[0].numpy().astype(np.uint16)
+        if effort:
+            z = refine_latent(self.net, x, effort, size)
+            with torch.inference_mode():
+                indices = self.net.quantize(z)[0]
+        else:
+            with torch.inference_mode():
+                indices = self.net.encode_indices(x)
+        indices = indices[0].numpy().astype(np.uint16)
         return ProgressiveCode(indices, size, self.bits_per_index, self.model_id)
 
     def _check_code(self, code: ProgressiveCode) -> None:

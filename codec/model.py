@@ -110,8 +110,10 @@ class DSBlock(nn.Module):
         y = self.dw(x)
         if film is not None:
             scale, bias = film.chunk(2, dim=1)
-            y = y * (1 + scale) + bias
-        return x + self.pw2(F.relu(self.pw1(y)))
+            y = torch.addcmul(bias, y, 1 + scale)
+        # In place: these tensors are the largest in the network and the decoder is
+        # memory-bound at full resolution; ReLU's backward needs only its output.
+        return self.pw2(F.relu_(self.pw1(y))).add_(x)
 
 
 class Attention(nn.Module):
@@ -217,7 +219,7 @@ class ResidualVQ(nn.Module):
         for s in range(self.num_stages):
             r, idx = residuals[s], indices[s]
             counts = torch.bincount(idx, minlength=self.codebook_size).float()
-            sums = torch.zeros(self.codebook_size, self.dim).index_add_(0, idx, r)
+            sums = r.new_zeros(self.codebook_size, self.dim).index_add_(0, idx, r)
             self.ema_count[s].mul_(self.decay).add_(counts, alpha=1 - self.decay)
             self.ema_sum[s].mul_(self.decay).add_(sums, alpha=1 - self.decay)
             n = self.ema_count[s].sum()

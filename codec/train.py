@@ -31,6 +31,7 @@ from pytorch_msssim import ms_ssim
 from torch import nn
 
 from codec.model import CodecConfig, ProgressiveCodec
+from codec.pack import load_pack, split_paths
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -80,6 +81,13 @@ class TrainConfig:
     encoder_grad: str = "all"
     max_images: int = 0
     progress: bool = True
+    # Stop this invocation after so many seconds of steps (0: no limit), saving a checkpoint:
+    # a GPU lease or a session ends at a fixed time, not at a step count.
+    max_wall_s: float = 0.0
+    # Every N steps also write exported weights (step_N.pt, the newest export_keep kept): a
+    # weights-only file is a third of a checkpoint and fits what a lent machine sends back.
+    export_every: int = 0
+    export_keep: int = 3
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -104,6 +112,38 @@ def load_corpus(paths: list[Path], max_side_px: int, min_side_px: int) -> list[n
             if min(im.size) >= min_side_px:
                 images.append(np.asarray(im))
     return images
+
+
+def fit_corpus(images: list[np.ndarray], max_side_px: int, min_side_px: int) -> list[np.ndarray]:
+    """Downscale arrays to at most ``max_side_px`` and drop those under ``min_side_px``."""
+    out = []
+    for arr in images:
+        if max(arr.shape[:2]) > max_side_px:
+            im = Image.fromarray(arr)
+            scale = max_side_px / max(im.size)
+            size = (round(im.width * scale), round(im.height * scale))
+            arr = np.asarray(im.resize(size, Image.Resampling.LANCZOS))
+        if min(arr.shape[:2]) >= min_side_px:
+            out.append(arr)
+    return out
+
+
+def device_crops(
+    images: list[torch.Tensor], n: int, crop: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """:func:`random_crops` on ``[H, W, 3]`` uint8 tensors held on an accelerator."""
+    out = []
+    for _ in range(n):
+        img = images[rng.integers(len(images))]
+        y = rng.integers(img.shape[0] - crop + 1)
+        x = rng.integers(img.shape[1] - crop + 1)
+        patch = img[y : y + crop, x : x + crop]
+        if rng.random() < 0.5:
+            patch = patch.flip(1)
+        if rng.random() < 0.5:
+            patch = patch.flip(0)
+        out.append(patch)
+    return torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
 
 
 def random_crops(
@@ -251,14 +291,24 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
 
-        paths = list_images(cfg.data)
-        if cfg.max_images:
-            paths = paths[: cfg.max_images]
-        # Every 20th image is held out for validation (never Kodak, which is evaluation only).
-        val_paths = paths[::20] if len(paths) >= 20 else paths[:1]
-        train_paths = [p for p in paths if p not in set(val_paths)] or paths
-        self.train_images = load_corpus(train_paths, cfg.max_side_px, cfg.crop_px)
-        self.val_images = load_corpus(val_paths, cfg.max_side_px, cfg.crop_px)
+        if cfg.data.endswith(".npz"):
+            self.train_images = fit_corpus(load_pack(cfg.data, "train"), cfg.max_side_px, 0)
+            self.val_images = fit_corpus(load_pack(cfg.data, "val"), cfg.max_side_px, 0)
+            if cfg.max_images:
+                self.train_images = self.train_images[: cfg.max_images]
+            self.train_images = [im for im in self.train_images if min(im.shape[:2]) >= cfg.crop_px]
+        else:
+            paths = list_images(cfg.data)
+            if cfg.max_images:
+                paths = paths[: cfg.max_images]
+            # Every 20th image is held out for validation (never Kodak: evaluation only).
+            train_paths, val_paths = split_paths(paths)
+            self.train_images = load_corpus(train_paths, cfg.max_side_px, cfg.crop_px)
+            self.val_images = load_corpus(val_paths, cfg.max_side_px, cfg.crop_px)
+        # On an accelerator the corpus lives on the device and crops are cut there.
+        self.train_tensors = None
+        if self.device.type != "cpu":
+            self.train_tensors = [torch.from_numpy(im).to(self.device) for im in self.train_images]
         if not self.train_images or not self.val_images:
             raise ValueError(f"no image in {cfg.data} is at least {cfg.crop_px} px on each side")
         self.val_crop = min([256] + [min(im.shape[:2]) for im in self.val_images]) // 16 * 16
@@ -305,10 +355,25 @@ class Trainer:
         self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
         self.kmeans_done = True
 
+    def export_snapshot(self) -> None:
+        """Write ``step_N.pt`` (exported weights) and keep only the newest ``export_keep``."""
+        dest = self.out / f"step_{self.prior_steps + self.step:06d}.pt"
+        tmp = dest.with_suffix(".pt.tmp")
+        torch.save({"state_dict": state_dict_cpu(self.net), **self.export_meta()}, tmp)
+        os.replace(tmp, dest)
+        for old in sorted(self.out.glob("step_*.pt"))[: -self.cfg.export_keep or None]:
+            old.unlink()
+
+    def export_meta(self, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
+        return export_meta(self.state(), model_id, name)
+
     # -- steps ----------------------------------------------------------------------------------
     def batch(self) -> torch.Tensor:
-        x = random_crops(self.train_images, self.cfg.batch_size, self.cfg.crop_px, self.rng)
-        x = x.to(self.device)
+        if self.train_tensors is not None:
+            x = device_crops(self.train_tensors, self.cfg.batch_size, self.cfg.crop_px, self.rng)
+        else:
+            x = random_crops(self.train_images, self.cfg.batch_size, self.cfg.crop_px, self.rng)
+            x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     @torch.no_grad()
@@ -433,9 +498,10 @@ class Trainer:
         zf = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         cw = codewords.permute(1, 0, 3, 4, 2).reshape(s, -1, z.shape[1])
         before = torch.cat([torch.zeros_like(cw[:1]), cw.cumsum(0)[:-1]])
-        residuals = (zf[None] - before).cpu()
-        idx = indices.transpose(0, 1).reshape(s, -1).cpu()
+        residuals = zf[None] - before
+        idx = indices.transpose(0, 1).reshape(s, -1)
         revived = net.rvq.ema_update(residuals, idx, cfg.dead_after_steps)
+        idx = idx.cpu()
         for st in range(s):
             self.usage[st] += torch.bincount(idx[st], minlength=self.model_cfg.codebook_size)
         self.step += 1
@@ -502,7 +568,12 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, dynamic_ncols=True, file=sys.stderr)
         self.net.train()
+        started = time.perf_counter()
         while self.step < cfg.steps:
+            if cfg.max_wall_s and time.perf_counter() - started >= cfg.max_wall_s:
+                self.save()
+                print(f"stopped at step {self.step}: --max-wall-s reached", file=sys.stderr)
+                break
             t0 = time.perf_counter()
             stats = self.train_step()
             self.wall_s += time.perf_counter() - t0
@@ -524,16 +595,25 @@ class Trainer:
                 log.flush()
             if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                 self.save()
+            if cfg.export_every and self.step % cfg.export_every == 0:
+                self.export_snapshot()
+        if cfg.export_every:
+            self.export_snapshot()
         if bar is not None:
             bar.close()
         log.close()
 
 
-def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
-    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
-    st = torch.load(ckpt, map_location="cpu", weights_only=True)
-    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
-    meta = {
+def state_dict_cpu(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
+        for k, v in net.state_dict().items()
+    }
+
+
+def export_meta(st: dict, model_id: int, name: str) -> dict:
+    """What an exported weight file records beside its tensors, from a checkpoint's state."""
+    return {
         "name": name,
         "model_id": model_id,
         "config": CodecConfig.from_dict(st["config"]).to_dict(),
@@ -541,8 +621,16 @@ def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progi
         "train_wall_s": st.get("prior_wall_s", 0.0) + st["wall_s"],
         # Threads as trained (0 = torch's default), not as this export process runs.
         "hardware": f"{platform.processor() or platform.machine()}, "
-        f"{st['train_config'].get('threads', 0)} threads, torch {torch.__version__}",
+        f"{st['train_config'].get('threads', 0)} threads, "
+        f"{st['train_config'].get('device', 'cpu')}, torch {torch.__version__}",
     }
+
+
+def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
+    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
+    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
+    meta = export_meta(st, model_id, name)
     torch.save({"state_dict": state_dict, **meta}, dest)
     return meta
 
@@ -572,7 +660,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "export":
-        meta = export_weights(Path(argv[1]), Path(argv[2]))
+        p = argparse.ArgumentParser(prog="codec.train export", description="checkpoint -> weights")
+        p.add_argument("ckpt", help="a training checkpoint (last.ckpt)")
+        p.add_argument("dest", help="the .pt weight file to write")
+        p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
+        p.add_argument("--model-id", type=int, default=1, help="id carried in packet headers")
+        a = p.parse_args(argv[1:])
+        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name)
         print(json.dumps(meta, indent=1))
         return
     args = parse_args(argv)

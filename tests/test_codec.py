@@ -13,17 +13,11 @@ import torch
 from PIL import Image
 
 import codec
-from codec import Codec, CodecConfig, CodecInputError, ProgressiveCode, ProgressiveCodec
+from codec import Codec, CodecConfig, CodecInputError, ProgressiveCode
 from codec.model import ResidualVQ, fill_missing
 from codec.train import TrainConfig, Trainer, depth_masks, export_weights, stage_weights
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> Codec:
-    torch.manual_seed(0)
-    return Codec(ProgressiveCodec(CodecConfig.tiny()), model_id=999, name="tiny")
 
 
 def gradient_image(h: int, w: int) -> np.ndarray:

@@ -1,0 +1,200 @@
+"""Codec v2 training recipe: one depth per sample, encoder gradient from full depth, latent
+norm, diagnostics, the portable training pack, wall-time limits and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import codec
+from codec.pack import build_pack, load_pack
+from codec.train import (
+    TrainConfig,
+    Trainer,
+    depth_mask,
+    export_weights,
+    latent_diagnostics,
+    main,
+    sample_depths,
+    stage_weights,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:80, 0:96]
+    for i in range(5):
+        base = np.stack([x * 2 + 10 * i, y * 3, (x + y) + 20 * i], -1)
+        img = np.clip(base + rng.integers(-25, 25, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i}.png")
+    return root
+
+
+def config(data: Path | str, out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = {
+        "data": str(data),
+        "out": str(out),
+        "crop_px": 64,
+        "config": '{"num_stages": 3, "codebook_size": 16, "latent_dim": 8, '
+        '"enc_channels": [8, 12, 16], "enc_depths": [1, 1, 1], "dec_channels": [16, 12, 8, 8], '
+        '"dec_depths": [1, 1, 1, 1], "attn_heads": 2, "latent_norm": true}',
+        "val_every": 1000,
+        "progress": False,
+        "threads": 1,
+        "batch_size": 4,
+        "kmeans_batches": 2,
+    }
+    return TrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_depths_are_drawn_with_the_progic_weights() -> None:
+    gen = torch.Generator().manual_seed(0)
+    depths = sample_depths(20000, stage_weights(5, 0.5), gen)
+    share = torch.bincount(depths, minlength=6)[1:].float() / len(depths)
+    assert torch.allclose(share, torch.tensor([0.125, 0.125, 0.125, 0.125, 0.5]), atol=0.015)
+    received = torch.ones(3, 5, 2, 2, dtype=torch.bool)
+    kept = depth_mask(received, torch.tensor([1, 3, 5])).flatten(2).all(-1)
+    assert kept.sum(1).tolist() == [1, 3, 5]
+
+
+def test_one_depth_training_learns(corpus, tmp_path) -> None:
+    cfg = config(
+        corpus,
+        tmp_path / "run",
+        depth_sampling="one",
+        encoder_grad="full",
+        lr=3e-3,
+        warmup_steps=1,
+        erasure_prob=0.0,
+        steps=40,
+    )
+    trainer = Trainer(cfg)
+    trainer.kmeans_init()
+    losses = [trainer.train_step()["loss"] for _ in range(40)]
+    assert np.mean(losses[-8:]) < np.mean(losses[:8])
+    stats = trainer.train_step()
+    # Per-depth figures exist only for the depths this batch drew.
+    assert len(stats["dssim"]) == 3 and any(v is not None for v in stats["dssim"])
+    val = trainer.validate()
+    assert len(val["val_msssim"]) == 3 and val["latent_participation_ratio"] >= 1.0
+    assert all(
+        a >= b
+        for a, b in zip(
+            val["residual_energy_per_stage"], val["residual_energy_per_stage"][1:], strict=False
+        )
+    )
+
+
+def test_encoder_learns_only_from_full_depth_when_asked(corpus, tmp_path) -> None:
+    trainer = Trainer(config(corpus, tmp_path / "g", encoder_grad="full"))
+    trainer.kmeans_init()
+    x = trainer.batch()
+    for depth, expect_grad in ((1, False), (3, True)):
+        trainer.net.zero_grad(set_to_none=True)
+        _, _, _, recon = trainer.reconstruct(x, depths=torch.full((len(x),), depth))
+        recon.square().mean().backward()
+        encoder_grad = trainer.net.stem.weight.grad
+        decoder_grad = trainer.net.from_latent.weight.grad
+        assert decoder_grad is not None and decoder_grad.abs().sum() > 0
+        got = encoder_grad is not None and bool(encoder_grad.abs().sum() > 0)
+        assert got is expect_grad
+
+
+def test_bad_recipe_names_are_refused(corpus, tmp_path) -> None:
+    with pytest.raises(ValueError, match="depth_sampling"):
+        Trainer(config(corpus, tmp_path / "x", depth_sampling="some"))
+    with pytest.raises(ValueError, match="encoder_grad"):
+        Trainer(config(corpus, tmp_path / "x", encoder_grad="half"))
+
+
+def test_participation_ratio_counts_directions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    iso = torch.randn(4, 16, 32, 32, generator=gen)
+    line = torch.randn(4, 1, 32, 32, generator=gen) * torch.ones(1, 16, 1, 1)
+    none = torch.zeros(4, 2, 16, 32, 32)
+    assert 14 < latent_diagnostics(iso, none)["latent_participation_ratio"] <= 16
+    assert latent_diagnostics(line, none)["latent_participation_ratio"] < 1.01
+    perfect = torch.stack([iso, torch.zeros_like(iso)], 1)
+    assert latent_diagnostics(iso, perfect)["residual_energy_per_stage"] == [0.0, 0.0]
+
+
+def test_pack_trains_like_the_folder_and_stops_on_wall_time(corpus, tmp_path) -> None:
+    info = build_pack(corpus, tmp_path / "pack.npz", max_side_px=96)
+    assert (info["train_images"], info["val_images"]) == (4, 1)
+    assert all(im.shape == (80, 96, 3) for im in load_pack(tmp_path / "pack.npz", "train"))
+    cfg = config(
+        tmp_path / "pack.npz",
+        tmp_path / "run",
+        steps=1000,
+        max_wall_s=1e-9,
+        export_every=1,
+        depth_sampling="one",
+    )
+    trainer = Trainer(cfg)
+    trainer.run()
+    # Stopped before its first step, with a checkpoint and an export to show for it.
+    assert trainer.step == 0
+    assert (tmp_path / "run" / "last.ckpt").is_file()
+    exported = sorted((tmp_path / "run").glob("step_*.pt"))
+    assert [p.name for p in exported] == ["step_000000.pt"]
+    assert codec.load_codec(exported[0]).num_stages == 3
+
+
+def test_exports_keep_only_the_newest(corpus, tmp_path) -> None:
+    cfg = config(
+        corpus, tmp_path / "run", steps=5, export_every=1, export_keep=2, depth_sampling="one"
+    )
+    Trainer(cfg).run()
+    assert [p.name for p in sorted((tmp_path / "run").glob("step_*.pt"))] == [
+        "step_000004.pt",
+        "step_000005.pt",
+    ]
+
+
+class _Payload:
+    """Pickles to a call that would create a file: loading must never run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoints_with_code_in_them_are_refused(corpus, tmp_path) -> None:
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"model": _Payload(marker), "step": 1}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        export_weights(evil, tmp_path / "out.pt")
+    trainer = Trainer(config(corpus, tmp_path / "run"))
+    with pytest.raises(pickle.UnpicklingError):
+        trainer.load(evil)
+    assert not marker.exists()
+
+
+def test_export_names_the_model(corpus, tmp_path, capsys) -> None:
+    cfg = config(corpus, tmp_path / "run", steps=1, depth_sampling="one")
+    Trainer(cfg).run()
+    main(
+        [
+            "export",
+            str(tmp_path / "run" / "last.ckpt"),
+            str(tmp_path / "w.pt"),
+            "--name",
+            "progic-rvq-v2",
+            "--model-id",
+            "2",
+        ]
+    )
+    loaded = codec.load_codec(tmp_path / "w.pt")
+    assert (loaded.name, loaded.model_id) == ("progic-rvq-v2", 2)
