@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import functools
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -43,13 +45,30 @@ def load_codec(
 ) -> Codec:
     """Load a model by name, model id or ``.pt`` path (as written by ``codec.train export``)."""
     path = weights_path(name_or_path if not isinstance(name_or_path, Path) else str(name_or_path))
+    if path.stat().st_size and not zipfile.is_zipfile(path):
+        # torch.save has written zip archives since torch 1.6; anything else is not ours.
+        raise ModelNotFoundError(
+            f"{path} is not a codec weight file: not a PyTorch archive, or cut short"
+        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not {"config", "state_dict", "model_id"} <= set(blob):
+            raise KeyError("it lacks the config, state_dict and model_id entries")
         config = CodecConfig.from_dict(blob["config"])
         net = ProgressiveCodec(config)
         net.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise ModelNotFoundError(f"{path} is not a valid codec weight file: {exc}") from None
+    except EOFError:
+        raise ModelNotFoundError(f"{path} is not a codec weight file: empty or cut short") from None
+    except pickle.UnpicklingError as exc:
+        why = (
+            "it holds Python objects besides tensors, refused because loading them could run code"
+            if "Weights only load failed" in str(exc)
+            else "not a PyTorch file"
+        )
+        raise ModelNotFoundError(f"{path} is not a codec weight file: {why}") from None
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        reason = (str(exc).strip("'\"").splitlines() or [""])[0][:200] or type(exc).__name__
+        raise ModelNotFoundError(f"{path} is not a valid codec weight file: {reason}") from None
     return Codec(net, int(blob["model_id"]), str(blob["name"]), max_pixels=max_pixels)
 
 
