@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from codec.code import ProgressiveCode
 from codec.model import ProgressiveCodec
@@ -49,7 +49,10 @@ def load_image(source: ImageLike) -> np.ndarray:
     try:
         with Image.open(fp) as im:
             im.load()
-            return _pil_to_rgb(im)
+            # Cameras store portrait shots as landscape pixels plus an EXIF rotation tag.
+            return _pil_to_rgb(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as exc:
+        raise CodecInputError(f"refusing image {label}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CodecInputError(f"cannot read image {label}: {exc}") from None
 

@@ -1,4 +1,4 @@
-"""Loading weight files: the shipped ones offline, and a clear refusal for anything else."""
+"""Loading weights and images: shipped weights offline, one clear line for bad input."""
 
 from __future__ import annotations
 
@@ -62,3 +62,40 @@ def test_unknown_names_and_ids(tmp_path) -> None:
         load_codec(77)
     with pytest.raises(ModelNotFoundError, match="no weights at"):
         load_codec(tmp_path / "absent.pt")
+
+
+def test_exif_orientation_is_applied() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from codec.api import load_image
+
+    pixels = np.zeros((40, 60, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left edge
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, quality=95)
+    shown = load_image(buf.getvalue())
+    assert shown.shape == (60, 40, 3)
+    assert shown[:10].mean() > 200 and shown[-10:].mean() < 50  # the band is now on top
+
+
+def test_a_decompression_bomb_header_is_refused() -> None:
+    import struct
+    import zlib
+
+    from codec import CodecInputError
+    from codec.api import load_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    with pytest.raises(CodecInputError, match="refusing image"):
+        load_image(png)
