@@ -61,6 +61,7 @@ __all__ = [
     "LPIPS",
     "MetricError",
     "MetricUnavailableError",
+    "Reference",
     "load_perceptual",
     "ms_ssim",
     "ms_ssim_batch",
@@ -138,7 +139,11 @@ def _to_tensor(batch: np.ndarray) -> torch.Tensor:
 def psnr_batch(reference: np.ndarray, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """PSNR in dB of each test image against ``reference`` (``inf`` where identical)."""
     ref, stack = _check_pair(reference, tests)
-    diff = stack.astype(np.float64) - ref.astype(np.float64)[None]
+    return _psnr(ref.astype(np.float64), stack)
+
+
+def _psnr(ref64: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    diff = stack.astype(np.float64) - ref64[None]
     mse = (diff * diff).reshape(len(stack), -1).mean(1)
     with np.errstate(divide="ignore"):
         return np.where(mse == 0, np.inf, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-300)))
@@ -186,30 +191,39 @@ def _blur(maps: torch.Tensor) -> torch.Tensor:
     return maps
 
 
-def _ms_ssim_tensor(x: torch.Tensor, y: torch.Tensor, scales: int) -> torch.Tensor:
-    """pytorch_msssim's MS-SSIM (data range 255) of reference ``[1, C, H, W]`` against each of
-    ``y`` ``[N, C, H, W]`` (float, 0..255) -> ``[N]``.
+def _reference_levels(x: torch.Tensor, scales: int) -> list[tuple[torch.Tensor, ...]]:
+    """Per scale: the reference ``[1, C, h, w]`` and its blurred mean and second moment."""
+    c, levels = x.shape[1], []
+    for level in range(scales):
+        mu1, xx = _blur(torch.cat([x, x * x], 1)).split(c, 1)
+        levels.append((x, mu1, xx))
+        if level < scales - 1:
+            x = F.avg_pool2d(x, kernel_size=2, padding=[s % 2 for s in x.shape[2:]])
+    return levels
+
+
+def _ms_ssim_tensor(levels: list[tuple[torch.Tensor, ...]], y: torch.Tensor) -> torch.Tensor:
+    """pytorch_msssim's MS-SSIM (data range 255) of a reference, given as
+    :func:`_reference_levels`, against each of ``y`` ``[N, C, H, W]`` (float, 0..255) -> ``[N]``.
 
     Same formula, window, constants, pooling and level weights as ``pytorch_msssim.ms_ssim``.
     It is faster on CPU because the local moments are filtered in one channels-last depthwise
-    convolution per side, and the reference's moments once for the whole batch.
+    convolution per side, and the reference's moments are computed once for every test.
     """
     c1, c2 = (_K1 * 255) ** 2, (_K2 * 255) ** 2
-    c = x.shape[1]
+    scales = len(levels)
+    c = y.shape[1]
     weights = torch.tensor(_MSSSIM_WEIGHTS[:scales], dtype=torch.float32)
     if scales < len(_MSSSIM_WEIGHTS):
         weights = weights / weights.sum()  # the five standard weights sum to 1.0001; kept
     mcs = []
-    for level in range(scales):
-        mu1, xx = _blur(torch.cat([x, x * x], 1)).split(c, 1)
+    for level, (x, mu1, xx) in enumerate(levels):
         mu2, yy, xy = _blur(torch.cat([y, y * y, x * y], 1)).split(c, 1)
         mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
         cs_map = (2 * (xy - mu12) + c2) / ((xx - mu1_sq) + (yy - mu2_sq) + c2)
         if level < scales - 1:
             mcs.append(torch.relu(cs_map.mean((2, 3))))
-            pad = [s % 2 for s in x.shape[2:]]
-            x = F.avg_pool2d(x, kernel_size=2, padding=pad)
-            y = F.avg_pool2d(y, kernel_size=2, padding=pad)
+            y = F.avg_pool2d(y, kernel_size=2, padding=[s % 2 for s in y.shape[2:]])
         else:
             ssim_map = (2 * mu12 + c1) / (mu1_sq + mu2_sq + c1) * cs_map
             mcs.append(torch.relu(ssim_map.mean((2, 3))))
@@ -217,17 +231,57 @@ def _ms_ssim_tensor(x: torch.Tensor, y: torch.Tensor, scales: int) -> torch.Tens
     return torch.prod(stacked ** weights.view(-1, 1, 1), 0).mean(1)
 
 
+class Reference:
+    """A reference picture prepared once, to score many test images against it.
+
+    A replay scores a preview after every packet against the same original: the reference's
+    conversion and its MS-SSIM moments at every scale are computed here once, not per preview.
+
+    >>> ref = np.full((32, 32, 3), 100, np.uint8)
+    >>> r = Reference(ref)
+    >>> r.psnr(ref), round(r.ms_ssim(ref), 6)
+    (inf, 1.0)
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.image = _as_rgb(reference, "reference")
+        if min(self.image.shape[:2]) < MIN_SIDE_PX:
+            h, w = self.image.shape[:2]
+            raise MetricError(
+                f"images are {w}×{h} px; MS-SSIM needs each side at least {MIN_SIDE_PX} px"
+            )
+        self._ref64 = self.image.astype(np.float64)
+        with torch.inference_mode():
+            self._levels = _reference_levels(
+                _to_tensor(self.image[None]), ms_ssim_params(*self.image.shape[:2])
+            )
+
+    def _tests(self, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        return _check_pair(self.image, tests)[1]
+
+    def psnr_batch(self, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """PSNR in dB of each test image (``inf`` where identical)."""
+        return _psnr(self._ref64, self._tests(tests))
+
+    def ms_ssim_batch(self, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """MS-SSIM of each test image, 4 at a time to bound memory."""
+        stack = self._tests(tests)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(stack), 4):
+                out.append(_ms_ssim_tensor(self._levels, _to_tensor(stack[i : i + 4])))
+        return torch.cat(out).double().numpy()
+
+    def psnr(self, test: np.ndarray) -> float:
+        return float(self.psnr_batch([test])[0])
+
+    def ms_ssim(self, test: np.ndarray) -> float:
+        return float(self.ms_ssim_batch([test])[0])
+
+
 def ms_ssim_batch(reference: np.ndarray, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """MS-SSIM of each test image against ``reference`` (1.0 where identical)."""
-    ref, stack = _check_pair(reference, tests, min_side=MIN_SIDE_PX)
-    scales = ms_ssim_params(*ref.shape[:2])
-    out = []
-    with torch.inference_mode():
-        x1 = _to_tensor(ref[None])
-        for i in range(0, len(stack), 4):  # bounded memory: 4 images at a time
-            y = _to_tensor(stack[i : i + 4])
-            out.append(_ms_ssim_tensor(x1, y, scales))
-    return torch.cat(out).double().numpy()
+    return Reference(reference).ms_ssim_batch(tests)
 
 
 def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:

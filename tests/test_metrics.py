@@ -285,3 +285,20 @@ def test_perceptual_bad_files_get_clear_errors(weight_files, tmp_path):
         load_perceptual("flip", junk)
     with pytest.raises(MetricUnavailableError, match="net must be"):
         LPIPS(weight_files["alex"], weight_files["lin-alex"], net="resnet")
+
+
+def test_prepared_reference_scores_like_the_functions() -> None:
+    from codec.metrics import Reference, ms_ssim_batch, psnr_batch
+
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 256, (200, 180, 3), dtype=np.uint8)
+    tests = [
+        np.clip(ref.astype(int) + rng.integers(-30, 30, ref.shape), 0, 255).astype(np.uint8)
+        for _ in range(5)
+    ]
+    r = Reference(ref)
+    assert np.array_equal(r.ms_ssim_batch(tests), ms_ssim_batch(ref, tests))
+    assert np.array_equal(r.psnr_batch(tests), psnr_batch(ref, tests))
+    assert r.ms_ssim(tests[0]) == ms_ssim_batch(ref, tests)[0]
+    with pytest.raises(MetricError, match="shape"):
+        r.ms_ssim(tests[0][:100])
