@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import platform
 import sys
 import time
@@ -338,7 +339,7 @@ class Trainer:
         os.replace(tmp, self.out / name)
 
     def load(self, path: Path) -> None:
-        st = torch.load(path, map_location=self.device, weights_only=True)
+        st = load_checkpoint(path, self.device)
         self.net.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.step, self.wall_s, self.kmeans_done = st["step"], st["wall_s"], st["kmeans_done"]
@@ -604,6 +605,32 @@ class Trainer:
         log.close()
 
 
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors, numbers and strings, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = (
+            "it holds Python objects besides tensors, refused because loading them could run code"
+            if "Weights only load failed" in str(exc)
+            else "not a PyTorch checkpoint"
+        )
+        raise CheckpointError(f"{path}: {why}") from None
+    except (EOFError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or cut short ({exc})") from None
+    missing = {"model", "opt", "step", "config"} - set(st if isinstance(st, dict) else ())
+    if missing:
+        raise CheckpointError(f"{path}: not a codec.train checkpoint (lacks {sorted(missing)})")
+    return st
+
+
 def state_dict_cpu(net: nn.Module) -> dict[str, torch.Tensor]:
     return {
         k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
@@ -628,7 +655,7 @@ def export_meta(st: dict, model_id: int, name: str) -> dict:
 
 def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
     """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
-    st = torch.load(ckpt, map_location="cpu", weights_only=True)
+    st = load_checkpoint(ckpt)
     state_dict = {k: v.contiguous() for k, v in st["model"].items()}
     meta = export_meta(st, model_id, name)
     torch.save({"state_dict": state_dict, **meta}, dest)

@@ -3,7 +3,6 @@ norm, diagnostics, the portable training pack, wall-time limits and safe checkpo
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image
 import codec
 from codec.pack import build_pack, load_pack
 from codec.train import (
+    CheckpointError,
     TrainConfig,
     Trainer,
     depth_mask,
@@ -170,16 +170,29 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
-def test_checkpoints_with_code_in_them_are_refused(corpus, tmp_path) -> None:
+def test_checkpoints_with_code_in_them_are_refused(corpus, tmp_path, capsys) -> None:
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.ckpt"
     torch.save({"model": _Payload(marker), "step": 1}, evil)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="could run code"):
         export_weights(evil, tmp_path / "out.pt")
     trainer = Trainer(config(corpus, tmp_path / "run"))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="could run code"):
         trainer.load(evil)
     assert not marker.exists()
+    # Through the CLI: one line, exit 2, and still nothing ran.
+    from satlink.cli import main as satlink_main
+
+    assert satlink_main(["codec", "train", "export", str(evil), str(tmp_path / "o.pt")]) == 2
+    assert "could run code" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint"])
+def test_broken_checkpoints_get_one_line(tmp_path, content) -> None:
+    (tmp_path / "bad.ckpt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
+        export_weights(tmp_path / "bad.ckpt", tmp_path / "o.pt")
 
 
 def test_export_names_the_model(corpus, tmp_path, capsys) -> None:
