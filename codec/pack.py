@@ -58,7 +58,7 @@ def _jpeg(path: Path, max_side_px: int) -> bytes:
 
 def build_pack(data: str | Path, dest: str | Path, max_side_px: int = 768) -> dict:
     """Write the pack of the images under ``data`` to ``dest``; returns counts and size."""
-    from codec.train import list_images  # the one place that refuses Kodak
+    from codec.data import list_images  # the one place that refuses Kodak
 
     train, val = split_paths(list_images(data))
     arrays = {}

@@ -17,8 +17,6 @@ import contextlib
 import json
 import math
 import os
-import pickle
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -27,14 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pytorch_msssim import ms_ssim
 from torch import nn
 
+from codec.checkpoint import export_meta, export_weights, load_checkpoint, state_dict_cpu
+from codec.data import (
+    center_crops,
+    device_crops,
+    fit_corpus,
+    list_images,
+    load_corpus,
+    random_crops,
+)
 from codec.model import CodecConfig, ProgressiveCodec
 from codec.pack import load_pack, split_paths
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 @dataclass
@@ -89,87 +93,6 @@ class TrainConfig:
     # weights-only file is a third of a checkpoint and fits what a lent machine sends back.
     export_every: int = 0
     export_keep: int = 3
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if any("kodak" in part.lower() for p in paths for part in p.parts):
-        raise ValueError(f"{folder} contains a Kodak folder: Kodak is for evaluation only")
-    if not paths:
-        raise FileNotFoundError(f"no images under {folder}")
-    return paths
-
-
-def load_corpus(paths: list[Path], max_side_px: int, min_side_px: int) -> list[np.ndarray]:
-    images = []
-    for p in paths:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            scale = max_side_px / max(im.size)
-            if scale < 1:
-                im = im.resize(
-                    (round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS
-                )
-            if min(im.size) >= min_side_px:
-                images.append(np.asarray(im))
-    return images
-
-
-def fit_corpus(images: list[np.ndarray], max_side_px: int, min_side_px: int) -> list[np.ndarray]:
-    """Downscale arrays to at most ``max_side_px`` and drop those under ``min_side_px``."""
-    out = []
-    for arr in images:
-        if max(arr.shape[:2]) > max_side_px:
-            im = Image.fromarray(arr)
-            scale = max_side_px / max(im.size)
-            size = (round(im.width * scale), round(im.height * scale))
-            arr = np.asarray(im.resize(size, Image.Resampling.LANCZOS))
-        if min(arr.shape[:2]) >= min_side_px:
-            out.append(arr)
-    return out
-
-
-def device_crops(
-    images: list[torch.Tensor], n: int, crop: int, rng: np.random.Generator
-) -> torch.Tensor:
-    """:func:`random_crops` on ``[H, W, 3]`` uint8 tensors held on an accelerator."""
-    out = []
-    for _ in range(n):
-        img = images[rng.integers(len(images))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch.flip(1)
-        if rng.random() < 0.5:
-            patch = patch.flip(0)
-        out.append(patch)
-    return torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
-
-
-def random_crops(
-    images: list[np.ndarray], n: int, crop: int, rng: np.random.Generator
-) -> torch.Tensor:
-    out = np.empty((n, crop, crop, 3), np.uint8)
-    for i in range(n):
-        img = images[rng.integers(len(images))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        if rng.random() < 0.5:
-            patch = patch[::-1]
-        out[i] = patch
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
-
-
-def center_crops(images: list[np.ndarray], crop: int) -> torch.Tensor:
-    crops = []
-    for img in images:
-        y, x = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
-        crops.append(img[y : y + crop, x : x + crop])
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
 
 
 def stage_weights(num_stages: int, p: float) -> torch.Tensor:
@@ -603,63 +526,6 @@ class Trainer:
         if bar is not None:
             bar.close()
         log.close()
-
-
-class CheckpointError(ValueError):
-    """A training checkpoint that cannot be used; the message names the file and the reason."""
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors, numbers and strings, never code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        st = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        why = (
-            "it holds Python objects besides tensors, refused because loading them could run code"
-            if "Weights only load failed" in str(exc)
-            else "not a PyTorch checkpoint"
-        )
-        raise CheckpointError(f"{path}: {why}") from None
-    except (EOFError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or cut short ({exc})") from None
-    missing = {"model", "opt", "step", "config"} - set(st if isinstance(st, dict) else ())
-    if missing:
-        raise CheckpointError(f"{path}: not a codec.train checkpoint (lacks {sorted(missing)})")
-    return st
-
-
-def state_dict_cpu(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
-        for k, v in net.state_dict().items()
-    }
-
-
-def export_meta(st: dict, model_id: int, name: str) -> dict:
-    """What an exported weight file records beside its tensors, from a checkpoint's state."""
-    return {
-        "name": name,
-        "model_id": model_id,
-        "config": CodecConfig.from_dict(st["config"]).to_dict(),
-        "step": st.get("prior_steps", 0) + st["step"],
-        "train_wall_s": st.get("prior_wall_s", 0.0) + st["wall_s"],
-        # Threads as trained (0 = torch's default), not as this export process runs.
-        "hardware": f"{platform.processor() or platform.machine()}, "
-        f"{st['train_config'].get('threads', 0)} threads, "
-        f"{st['train_config'].get('device', 'cpu')}, torch {torch.__version__}",
-    }
-
-
-def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
-    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
-    st = load_checkpoint(ckpt)
-    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
-    meta = export_meta(st, model_id, name)
-    torch.save({"state_dict": state_dict, **meta}, dest)
-    return meta
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -11,13 +11,12 @@ import torch
 from PIL import Image
 
 import codec
+from codec.checkpoint import CheckpointError, export_weights
 from codec.pack import build_pack, load_pack
 from codec.train import (
-    CheckpointError,
     TrainConfig,
     Trainer,
     depth_mask,
-    export_weights,
     latent_diagnostics,
     main,
     sample_depths,

@@ -1,0 +1,78 @@
+"""Training checkpoints in, shipped weight files out; never code from either.
+
+A checkpoint (``last.ckpt``) holds the model, optimizer and random states for ``--resume``; an
+exported weight file holds only the tensors and what :func:`codec.zoo.load_codec` needs. Both
+load with ``weights_only=True``.
+
+    python -m codec.train export runs/main/last.ckpt codec/weights/progic-rvq-s.pt
+"""
+
+from __future__ import annotations
+
+import pickle
+import platform
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codec.model import CodecConfig
+
+__all__ = ["CheckpointError", "export_meta", "export_weights", "load_checkpoint", "state_dict_cpu"]
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors, numbers and strings, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        st = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = (
+            "it holds Python objects besides tensors, refused because loading them could run code"
+            if "Weights only load failed" in str(exc)
+            else "not a PyTorch checkpoint"
+        )
+        raise CheckpointError(f"{path}: {why}") from None
+    except (EOFError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint, or cut short ({exc})") from None
+    missing = {"model", "opt", "step", "config"} - set(st if isinstance(st, dict) else ())
+    if missing:
+        raise CheckpointError(f"{path}: not a codec.train checkpoint (lacks {sorted(missing)})")
+    return st
+
+
+def state_dict_cpu(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: v.detach().to("cpu", memory_format=torch.contiguous_format).contiguous()
+        for k, v in net.state_dict().items()
+    }
+
+
+def export_meta(st: dict, model_id: int, name: str) -> dict:
+    """What an exported weight file records beside its tensors, from a checkpoint's state."""
+    return {
+        "name": name,
+        "model_id": model_id,
+        "config": CodecConfig.from_dict(st["config"]).to_dict(),
+        "step": st.get("prior_steps", 0) + st["step"],
+        "train_wall_s": st.get("prior_wall_s", 0.0) + st["wall_s"],
+        # Threads as trained (0 = torch's default), not as this export process runs.
+        "hardware": f"{platform.processor() or platform.machine()}, "
+        f"{st['train_config'].get('threads', 0)} threads, "
+        f"{st['train_config'].get('device', 'cpu')}, torch {torch.__version__}",
+    }
+
+
+def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
+    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
+    st = load_checkpoint(ckpt)
+    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
+    meta = export_meta(st, model_id, name)
+    torch.save({"state_dict": state_dict, **meta}, dest)
+    return meta
