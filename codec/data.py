@@ -26,7 +26,8 @@ __all__ = [
     "random_crops",
 ]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+# File suffixes read as images by training, evaluation and sweeps (one list for all three).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def list_images(folder: str | Path) -> list[Path]:

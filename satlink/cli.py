@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from satlink.config import DEFAULT_PACKET_SIZE_BYTES
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -37,10 +39,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from satlink.receiver import encode_to_files
+    from codec import default_codec
+    from satlink.packets import encode_to_files
 
     paths = encode_to_files(
-        args.image,
+        default_codec().encode(args.image),
         args.out,
         packet_size_bytes=args.packet_size,
         interleave=args.interleave,
@@ -204,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("encode", help="encode an image into packet files")
     sp.add_argument("image")
     sp.add_argument("--out", required=True, type=Path)
-    sp.add_argument("--packet-size", type=int, default=360, help="bytes per packet")
+    sp.add_argument(
+        "--packet-size", type=int, default=DEFAULT_PACKET_SIZE_BYTES, help="bytes per packet"
+    )
     sp.add_argument("--interleave", action="store_true")
     sp.add_argument("--message-id", type=int, default=1)
     sp.set_defaults(func=_cmd_encode)
@@ -257,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, type=Path, help="results JSON (CompressAI schema)")
     sp.add_argument("--codecs", default="rvq,avif,jxl,jpeg")
     sp.add_argument("--model", default="progic-rvq-s")
-    sp.add_argument("--packet-size", type=int, default=360)
+    sp.add_argument("--packet-size", type=int, default=DEFAULT_PACKET_SIZE_BYTES)
     sp.add_argument("--per-image", action="store_true")
     sp.add_argument("--plot", type=Path, help="RD plot PNG path")
     sp.add_argument("--limit", type=int, default=0, help="use only the first N images")

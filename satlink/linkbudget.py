@@ -18,12 +18,23 @@ losses other than free-space path loss; Eb is per information bit at ``rate_bps`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import erfc, erfcinv
+
+# The error family and the checks live in satlink.config (shared by every layer); ConfigError and
+# LinkBudgetError stay importable from here.
+from satlink.config import (
+    DEFAULT_PACKET_SIZE_BYTES,
+    ConfigError,
+    LinkBudgetError,
+    check_choice,
+    check_int,
+    check_real,
+)
 
 __all__ = [
     "BOLTZMANN_DB",
@@ -45,6 +56,7 @@ __all__ = [
     "propagation_delay_s",
     "required_ebn0_db",
     "slant_range_km",
+    "slant_range_scalar_km",
 ]
 
 EARTH_RADIUS_KM = 6371.0  # spherical Earth, as the issue asks; good to ~0.3% on slant ranges
@@ -52,90 +64,6 @@ EARTH_MU_KM3_S2 = 398_600.4418  # GM of the Earth (WGS 84)
 SPEED_OF_LIGHT_KM_S = 299_792.458
 BOLTZMANN_DB = 228.6  # -10*log10(k), k = 1.380649e-23 J/K, in dB(W/(K*Hz))^-1
 GEO_ALTITUDE_KM = 35_786.0
-
-
-class ConfigError(ValueError):
-    """Base of satlink's configuration errors; the message names the field and what is allowed."""
-
-
-class LinkBudgetError(ConfigError):
-    """An invalid link-budget parameter, or a missing optional dependency (``itur``)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation helpers (shared by channel.py, which raises its own error type through ``error``)
-# ---------------------------------------------------------------------------------------------
-
-
-def _num(x: float) -> str:
-    # 86400 reads better than 86400.0 or 8.64e+04; 1e+12 better than 1000000000000
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e7 else f"{x:g}"
-
-
-def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {_num(lo)}"
-    if hi is not None:
-        return f"{'<' if hi_open else '<='} {_num(hi)}"
-    return "finite"
-
-
-def check_real(
-    name: str,
-    value: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    error: type[ConfigError] = LinkBudgetError,
-) -> float:
-    """Return ``value`` as a float, or raise ``error`` naming ``name`` and the allowed range.
-
-    >>> check_real("channel.loss.p", 0.5, lo=0.0, hi=1.0)
-    0.5
-    """
-    allowed = _range_text(lo, hi, lo_open, hi_open)
-    # bool is an int subclass; "true" as a rate is a typo, not a number
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise error(f"{name} = {value!r}: expected a number {allowed}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise error(f"{name} = {value!r}: expected a finite number {allowed}")
-    if (lo is not None and (v < lo or (lo_open and v == lo))) or (
-        hi is not None and (v > hi or (hi_open and v == hi))
-    ):
-        raise error(f"{name} = {value!r} is out of range; allowed: {allowed}")
-    return v
-
-
-def check_int(
-    name: str,
-    value: Any,
-    *,
-    lo: int | None = None,
-    hi: int | None = None,
-    error: type[ConfigError] = LinkBudgetError,
-) -> int:
-    """Return ``value`` as an int, or raise ``error`` naming ``name`` and the allowed range."""
-    allowed = _range_text(lo, hi, False, False)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise error(f"{name} = {value!r}: expected an integer {allowed}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise error(f"{name} = {value!r} is out of range; allowed: integer {allowed}")
-    return int(value)
-
-
-def check_choice(
-    name: str, value: Any, choices: Sequence[str], *, error: type[ConfigError] = LinkBudgetError
-) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ``error`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise error(f"{name} = {value!r}: allowed values are {allowed}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,8 +88,13 @@ def slant_range_km(altitude_km: float | np.ndarray, elevation_deg: float | np.nd
     return float(d) if np.ndim(d) == 0 else d
 
 
-def _slant_range_scalar_km(altitude_km: float, elevation_deg: float) -> float:
-    # math-only twin of slant_range_km for the channel's per-packet path (numpy scalars cost µs)
+def slant_range_scalar_km(altitude_km: float, elevation_deg: float) -> float:
+    """:func:`slant_range_km` for plain floats, with ``math`` only (numpy scalars cost µs, and the
+    channel calls this once per packet).
+
+    >>> round(slant_range_scalar_km(550.0, 10.0))
+    1815
+    """
     e = math.radians(elevation_deg)
     r = EARTH_RADIUS_KM + altitude_km
     rc = EARTH_RADIUS_KM * math.cos(e)
@@ -174,7 +107,7 @@ def propagation_delay_s(altitude_km: float, elevation_deg: float, hops: int = 1)
     >>> round(propagation_delay_s(35_786.0, 90.0), 4)
     0.1194
     """
-    return hops * _slant_range_scalar_km(altitude_km, elevation_deg) / SPEED_OF_LIGHT_KM_S
+    return hops * slant_range_scalar_km(altitude_km, elevation_deg) / SPEED_OF_LIGHT_KM_S
 
 
 def fspl_db(distance_km: float | np.ndarray, freq_hz: float | np.ndarray) -> Any:
@@ -207,9 +140,13 @@ class CircularPass:
     min_elevation_deg: float = 10.0
 
     def __post_init__(self) -> None:
-        check_real("altitude_km", self.altitude_km, lo=0.0, lo_open=True)
-        check_real("max_elevation_deg", self.max_elevation_deg, lo=0.0, hi=90.0)
-        check_real("min_elevation_deg", self.min_elevation_deg, lo=0.0, hi=90.0)
+        check_real("altitude_km", self.altitude_km, lo=0.0, lo_open=True, error=LinkBudgetError)
+        check_real(
+            "max_elevation_deg", self.max_elevation_deg, lo=0.0, hi=90.0, error=LinkBudgetError
+        )
+        check_real(
+            "min_elevation_deg", self.min_elevation_deg, lo=0.0, hi=90.0, error=LinkBudgetError
+        )
         if self.min_elevation_deg > self.max_elevation_deg:
             raise LinkBudgetError(
                 f"min_elevation_deg = {self.min_elevation_deg!r} is above max_elevation_deg = "
@@ -276,8 +213,8 @@ class ElevationProfile:
                 f"{len(self.times_s)} and {len(self.elevations_deg)}"
             )
         for i, (t, e) in enumerate(zip(self.times_s, self.elevations_deg, strict=True)):
-            check_real(f"times_s[{i}]", t)
-            check_real(f"elevations_deg[{i}]", e, lo=0.0, hi=90.0)
+            check_real(f"times_s[{i}]", t, error=LinkBudgetError)
+            check_real(f"elevations_deg[{i}]", e, lo=0.0, hi=90.0, error=LinkBudgetError)
         if any(b <= a for a, b in zip(self.times_s, self.times_s[1:], strict=False)):
             raise LinkBudgetError("times_s must be strictly increasing")
 
@@ -344,7 +281,7 @@ def ber_for_ebn0(ebn0_db: float | np.ndarray, modulation: str = "bpsk") -> Any:
     >>> f"{ber_for_ebn0(9.6):.1e}"
     '9.7e-06'
     """
-    check_choice("modulation", modulation, MODULATIONS)
+    check_choice("modulation", modulation, MODULATIONS, error=LinkBudgetError)
     x = np.asarray(ebn0_db, dtype=float)
     if modulation in UNCODED_MODULATIONS:
         out = 0.5 * erfc(np.sqrt(10.0 ** (x / 10.0)))
@@ -369,8 +306,10 @@ def required_ebn0_db(modulation: str = "bpsk", target_ber: float = 1e-5) -> floa
     >>> round(required_ebn0_db("bpsk", 1e-5), 2)
     9.59
     """
-    check_choice("modulation", modulation, MODULATIONS)
-    check_real("target_ber", target_ber, lo=0.0, hi=0.5, lo_open=True, hi_open=True)
+    check_choice("modulation", modulation, MODULATIONS, error=LinkBudgetError)
+    check_real(
+        "target_ber", target_ber, lo=0.0, hi=0.5, lo_open=True, hi_open=True, error=LinkBudgetError
+    )
     if modulation in UNCODED_MODULATIONS:
         return float(10.0 * math.log10(float(erfcinv(2.0 * target_ber)) ** 2))
     table = _CODED_BER_TABLES[modulation]
@@ -431,7 +370,7 @@ class BudgetConfig:
     modulation: str = "bpsk"
     target_ber: float = 1e-5
     required_ebn0_db: float | None = None
-    packet_bytes: int = 360
+    packet_bytes: int = DEFAULT_PACKET_SIZE_BYTES
     atmosphere: str = "constant"
     site_lat_deg: float = 0.0
     site_lon_deg: float = 0.0
@@ -460,7 +399,9 @@ class BudgetConfig:
         check_real("budget.site_lat_deg", self.site_lat_deg, lo=-90.0, hi=90.0, error=e)
         check_real("budget.site_lon_deg", self.site_lon_deg, lo=-180.0, hi=360.0, error=e)
         check_real("budget.availability_pct", self.availability_pct, lo=95, hi=99.999, error=e)
-        check_real("budget.antenna_diameter_m", self.antenna_diameter_m, lo=0, lo_open=True)
+        check_real(
+            "budget.antenna_diameter_m", self.antenna_diameter_m, lo=0, lo_open=True, error=e
+        )
         if self.pass_max_elevation_deg is not None:
             check_real(
                 "budget.pass_max_elevation_deg", self.pass_max_elevation_deg, lo=0, hi=90, error=e
@@ -527,14 +468,14 @@ class BudgetConfig:
         if self.modulation in UNCODED_MODULATIONS:
 
             def ber_uncoded(elevation_deg: float) -> float:
-                ebn0_db = k_db - 20.0 * math.log10(_slant_range_scalar_km(alt, elevation_deg))
+                ebn0_db = k_db - 20.0 * math.log10(slant_range_scalar_km(alt, elevation_deg))
                 return 0.5 * math.erfc(math.sqrt(10.0 ** (ebn0_db / 10.0)))
 
             return ber_uncoded
         modulation = self.modulation
 
         def ber_coded(elevation_deg: float) -> float:
-            ebn0_db = k_db - 20.0 * math.log10(_slant_range_scalar_km(alt, elevation_deg))
+            ebn0_db = k_db - 20.0 * math.log10(slant_range_scalar_km(alt, elevation_deg))
             return float(ber_for_ebn0(ebn0_db, modulation))
 
         return ber_coded
@@ -581,8 +522,12 @@ def evaluate_budget(
     (187.6, 31.0, -2.8)
     """
     el = cfg.elevation_deg if elevation_deg is None else elevation_deg
-    el = check_real("elevation_deg", el, lo=0.0, hi=90.0)
-    bits = cfg.packet_bits if packet_bits is None else check_int("packet_bits", packet_bits, lo=1)
+    el = check_real("elevation_deg", el, lo=0.0, hi=90.0, error=LinkBudgetError)
+    bits = (
+        cfg.packet_bits
+        if packet_bits is None
+        else check_int("packet_bits", packet_bits, lo=1, error=LinkBudgetError)
+    )
     d_km = slant_range_km(cfg.altitude_km, el)
     fspl = fspl_db(d_km, cfg.freq_hz)
     if cfg.atmosphere == "itur":
@@ -641,7 +586,13 @@ def budget_over_pass(
     (9, 0.0, 10.0)
     """
     geo = geometry if geometry is not None else cfg.circular_pass()
-    dt = check_real("step_s", cfg.step_s if step_s is None else step_s, lo=0.0, lo_open=True)
+    dt = check_real(
+        "step_s",
+        cfg.step_s if step_s is None else step_s,
+        lo=0.0,
+        lo_open=True,
+        error=LinkBudgetError,
+    )
     duration = geo.duration_s
     times = np.arange(0.0, duration + 1e-9, dt)
     if times[-1] < duration - 1e-9:  # always include loss of signal, the worst point
@@ -728,8 +679,3 @@ def _format_pass_table(steps: list[dict[str, Any]], title: str) -> str:
                 cells.append(f"{fmt.format(s[key]).strip():>{width}}")
         lines.append("  ".join(cells))
     return "\n".join(lines)
-
-
-def budget_field_names() -> list[str]:
-    """Names of :class:`BudgetConfig` fields (the keys allowed in a scenario's ``[budget]``)."""
-    return [f.name for f in fields(BudgetConfig)]

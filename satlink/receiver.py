@@ -7,7 +7,7 @@ received so far with their ``received`` mask.
 >>> import codec
 >>> rx = Receiver(codec.default_codec(), reference=image)            # doctest: +SKIP
 >>> arrival = rx.receive(payload, t_arrival_s=61.2)                    # doctest: +SKIP
->>> arrival.verdict, arrival.preview.scores["ms-ssim"]                 # doctest: +SKIP
+>>> arrival.verdict, arrival.preview.scores["ms_ssim"]                 # doctest: +SKIP
 ('accepted', 0.71)
 """
 
@@ -16,42 +16,100 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from codec import Codec, ProgressiveCode, default_codec, load_codec, load_image
-from codec.metrics import ms_ssim, psnr
+if TYPE_CHECKING:
+    # Types only: the codec pulls in torch (seconds), and `import satlink` stays light; the
+    # functions that decode import it when they run.
+    from codec import Codec, ProgressiveCode
 from satlink.packets import (
+    PACKET_FILE_PATTERN,  # the packet-file writer lives in satlink.packets.files
     BytesPacket,
     Defragmenter,
     IndexPacket,
     PacketCRCError,
     PacketError,
     Reassembler,
-    packetize,
+    encode_to_files,
     parse_fragment,
     parse_packet,
 )
 
+__all__ = [
+    "PACKET_FILE_PATTERN",
+    "SCORE_NAMES",
+    "VERDICTS",
+    "Arrival",
+    "BoundedLRU",
+    "DecodeCache",
+    "DecodeReport",
+    "Preview",
+    "Receiver",
+    "crc_check",
+    "decode_files",
+    "encode_to_files",
+]
+
 VERDICTS = ("accepted", "duplicate", "corrupted", "rejected", "fragment")
+# The scores of every preview, named as in packets.csv, results.csv and summary.json (with the
+# unit in the name where there is one); optional perceptual metrics add their own names.
+SCORE_NAMES = ("psnr_db", "ms_ssim")
 
 
-class DecodeCache:
+class BoundedLRU:
+    """A bounded mapping that forgets the least recently used entry first, counting hits.
+
+    >>> lru = BoundedLRU(2)
+    >>> lru.remember("a", lambda: 1), lru.remember("a", lambda: 2), lru.hits
+    (1, 1, 1)
+    """
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max_entries
+        self._store: OrderedDict[Hashable, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> Any | None:
+        """The entry (now the most recent), or None; counts a hit or a miss."""
+        item = self._store.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._store.move_to_end(key)
+        self.hits += 1
+        return item
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._store[key] = value
+        self._store.move_to_end(key)
+        while len(self._store) > self.max_entries:
+            self._store.popitem(last=False)
+
+    def remember(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The entry for ``key``, made (and kept) by ``make()`` when it is not there."""
+        item = self.get(key)
+        if item is None:
+            item = make()
+            self.put(key, item)
+        return item
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+class DecodeCache(BoundedLRU):
     """Bounded LRU of decoded previews keyed by (code, received mask).
 
     Replications of one image under one scenario see the same masks again and again (every
     stage-major run starts with the same prefixes), so a sweep decodes each distinct mask once.
     """
-
-    def __init__(self, max_entries: int = 512) -> None:
-        self.max_entries = max_entries
-        self._store: OrderedDict[bytes, tuple[np.ndarray, dict[str, float]]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
     def key(code: ProgressiveCode, received: np.ndarray) -> bytes:
@@ -61,24 +119,6 @@ class DecodeCache:
         h.update(code.indices.tobytes())
         h.update(np.packbits(received).tobytes())
         return h.digest()
-
-    def get(self, key: bytes) -> tuple[np.ndarray, dict[str, float]] | None:
-        item = self._store.get(key)
-        if item is None:
-            self.misses += 1
-            return None
-        self._store.move_to_end(key)
-        self.hits += 1
-        return item
-
-    def put(self, key: bytes, value: tuple[np.ndarray, dict[str, float]]) -> None:
-        self._store[key] = value
-        self._store.move_to_end(key)
-        while len(self._store) > self.max_entries:
-            self._store.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._store)
 
 
 @dataclass
@@ -121,21 +161,6 @@ def crc_check(fragmented: bool) -> Callable[[bytes], bool]:
     return check
 
 
-def decode_file_payload(data: bytes, content_type: str) -> np.ndarray:
-    """Decode a classical image file (AVIF, JPEG XL, JPEG, PNG, WebP) to uint8 RGB."""
-    if content_type in ("image/avif", "image/jxl"):
-        import imagecodecs
-
-        decoder = (
-            imagecodecs.avif_decode if content_type == "image/avif" else (imagecodecs.jpegxl_decode)
-        )
-        try:
-            return load_image(np.asarray(decoder(data)))
-        except Exception as exc:  # imagecodecs raises its own error classes per codec
-            raise ValueError(f"cannot decode {content_type} payload: {exc}") from None
-    return load_image(bytes(data))
-
-
 class Receiver:
     """Accepts messages in arrival order and keeps the previews and counts.
 
@@ -155,6 +180,8 @@ class Receiver:
         cache: DecodeCache | None = None,
         keep_images: bool = True,
     ) -> None:
+        from codec import default_codec, load_image
+
         self.codec = codec or default_codec()
         self.reference = None if reference is None else load_image(reference)
         self.fragmented = fragmented
@@ -169,7 +196,12 @@ class Receiver:
     def _score(self, image: np.ndarray) -> dict[str, float]:
         if self.reference is None:
             return {}
-        scores = {"psnr": psnr(self.reference, image), "ms-ssim": ms_ssim(self.reference, image)}
+        from codec.metrics import ms_ssim, psnr
+
+        scores = {
+            "psnr_db": psnr(self.reference, image),
+            "ms_ssim": ms_ssim(self.reference, image),
+        }
         for name, metric in self.perceptual.items():
             scores[name] = float(metric(self.reference, image))
         return scores
@@ -218,7 +250,9 @@ class Receiver:
             msg = self.reassembler.bytes_message(packet.message_id)
             if msg.data is None:  # a classical file shows nothing until it is whole
                 return None
-            image = decode_file_payload(msg.data, msg.content_type)
+            from codec.classical import decode_file
+
+            image = decode_file(msg.data, msg.content_type)
             if self.reference is not None and image.shape != self.reference.shape:
                 h, w = self.reference.shape[:2]
                 image = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BICUBIC))
@@ -255,36 +289,6 @@ class Receiver:
 
 
 # -- the packet-file test bench (`satlink encode` / `satlink decode`) ---------------------------
-
-PACKET_FILE_PATTERN = "packet_{seq:05d}.bin"
-
-
-def encode_to_files(
-    image: str | Path | np.ndarray,
-    out_dir: str | Path,
-    *,
-    packet_size_bytes: int = 360,
-    interleave: bool = False,
-    message_id: int = 1,
-    codec: Codec | None = None,
-) -> list[Path]:
-    """Encode an image and write one file per packet, named by sequence number.
-
-    >>> paths = encode_to_files("photo.png", "pkts")          # doctest: +SKIP
-    >>> paths[0].name, paths[0].stat().st_size                 # doctest: +SKIP
-    ('packet_00000.bin', 360)
-    """
-    codec = codec or default_codec()
-    code = codec.encode(image)
-    packets = packetize(code, packet_size_bytes, message_id=message_id, interleave=interleave)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seq, data in enumerate(packets):
-        path = out / PACKET_FILE_PATTERN.format(seq=seq)
-        path.write_bytes(data)
-        paths.append(path)
-    return paths
 
 
 @dataclass
@@ -345,7 +349,10 @@ def decode_files(
             f"({message_ids}); keep one image's packets per folder"
         )
     msg = reassembler.index_message()
-    codec = codec or load_codec(msg.model_id)  # the header names the model that made it
+    if codec is None:
+        from codec import load_codec
+
+        codec = load_codec(msg.model_id)  # the header names the model that made it
     image = codec.decode(msg.code, msg.received)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,35 +4,70 @@
 >>> result = replay("bds3-rsmc-geo", seed=1, out_dir="out")        # doctest: +SKIP
 >>> result.summary["time_to_first_preview_s"]                        # doctest: +SKIP
 60.25
+
+A replay is three public steps, which :mod:`satlink.sweep` runs too (one code path, so a sweep's
+replication and the replay of its seed give identical scores):
+
+1. :func:`encode_payload`: the image as packets (the RVQ code, or a classical file fitted to a
+   packet budget) and the transmit plan;
+2. :func:`transmit`: the scenario's link carries the plan, the receiver takes every delivery and
+   renders and scores a preview after each new packet;
+3. :func:`summarise`: the headline figures and counts of ``summary.json``.
+
+Scores are named ``psnr_db`` and ``ms_ssim`` (``final_psnr_db``, ``final_ms_ssim`` in the
+summary) in every output.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import satlink
-from codec import Codec, default_codec, load_image
 from satlink import report
 from satlink.channel import Trace
 from satlink.packets import (
+    TransmitPlan,
     byte_capacity,
-    fragment,
     packetize,
     packetize_bytes,
     parse_packet,
+    plan_transmission,
 )
 from satlink.receiver import Arrival, DecodeCache, Preview, Receiver, crc_check
 from satlink.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
-MSSSIM_TARGETS = (0.8, 0.9)
+if TYPE_CHECKING:
+    # Types only: the codec pulls in torch (seconds); the steps that need it import it inside.
+    from codec import Codec, ProgressiveCode
+
+__all__ = [
+    "MSSSIM_TARGETS",
+    "ON_AIR_OUTCOMES",
+    "PAYLOADS",
+    "Payload",
+    "ReplayResult",
+    "Transmission",
+    "default_image",
+    "encode_payload",
+    "replay",
+    "summarise",
+    "transmit",
+    "write_outputs",
+]
+
+MSSSIM_TARGETS = (0.8, 0.9)  # the summary's time_to_msssim_<target>_s figures
+# Trace outcomes that put a message on the wire (drops and visibility waits do not).
 ON_AIR_OUTCOMES = ("delivered", "lost", "corrupted", "retransmitted")
+PAYLOADS: tuple[str, ...] = ("rvq", "avif", "jxl", "jpeg")
 
 
 def default_image() -> np.ndarray:
@@ -43,31 +78,21 @@ def default_image() -> np.ndarray:
 
 
 @dataclass
-class TransmitPlan:
-    """What the sender puts on the link: wire messages, each with its logical packet."""
+class Payload:
+    """A payload's packets on one packet layout, ready to send.
 
-    messages: list[bytes]
-    reliable: list[bool]
-    packet_of_message: list[int]
-    packet_count: int
+    ``plan`` is None when no classical file fits the budget: nothing is sent. ``info`` goes into
+    the summary: ``payload``, ``packets`` and for a classical file ``budget_packets``, ``fits``,
+    ``file_bytes``, ``quality`` and ``scale``.
+    """
 
+    plan: TransmitPlan | None
+    info: dict[str, Any]
+    code: ProgressiveCode | None = field(default=None, repr=False)  # the RVQ code, if any
 
-def plan_transmission(
-    packets: Sequence[bytes], scenario: Scenario, reliable_packets: Sequence[bool]
-) -> TransmitPlan:
-    """Fragment packets to the service's message cap when the scenario says so."""
-    mtu = scenario.packets.fragment_bytes
-    if mtu is None:
-        return TransmitPlan(
-            list(packets), list(reliable_packets), list(range(len(packets))), len(packets)
-        )
-    messages, reliable, owner = [], [], []
-    for i, (p, r) in enumerate(zip(packets, reliable_packets, strict=True)):
-        for frag in fragment(p, mtu):
-            messages.append(frag)
-            reliable.append(r)
-            owner.append(i)
-    return TransmitPlan(messages, reliable, owner, len(packets))
+    @property
+    def fits(self) -> bool:
+        return self.plan is not None
 
 
 def encode_payload(
@@ -75,11 +100,15 @@ def encode_payload(
     payload: str,
     scenario: Scenario,
     *,
-    budget_packets: int | None,
-    message_id: int,
     codec: Codec,
-) -> tuple[list[bytes], list[bool], dict[str, Any]]:
-    """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``)."""
+    budget_packets: int | None = None,
+    message_id: int = 1,
+) -> Payload:
+    """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``).
+
+    A classical file is the best that fits ``budget_packets`` packets (default: as many as the
+    RVQ code of this image takes on this packet layout); when none fits, ``plan`` is None.
+    """
     size = scenario.packets.size_bytes
     if payload == "rvq":
         code = codec.encode(image)
@@ -91,55 +120,131 @@ def encode_payload(
             interleave=scenario.packets.interleave,
         )
         reliable = [parse_packet(p).stage == 0 for p in packets]
-        return packets, reliable, {"payload": "rvq", "code": code}
-    from codec.eval import fit_classical
+        info = {"payload": "rvq", "packets": len(packets)}
+        return Payload(plan_transmission(packets, scenario, reliable), info, code)
+    if payload not in PAYLOADS:
+        raise ValueError(f"payload {payload!r}: choose from {', '.join(PAYLOADS)}")
+    from codec.classical import CLASSICAL_CODECS, fit_classical
+    from satlink.packets import CONTENT_TYPES
 
     if budget_packets is None:
-        raise ValueError("budget_packets is needed for a classical payload")
-    capacity = budget_packets * byte_capacity(size)
-    fit = fit_classical(image, payload, capacity)
-    if fit.miss:
-        raise ValueError(
-            f"no {payload} file of {image.shape[1]}×{image.shape[0]} px fits "
-            f"{budget_packets} packets ({capacity} payload bytes)"
+        budget_packets = len(
+            packetize(codec.encode(image), size, order=scenario.packets.order, message_id=0)
         )
-    content_type = {"avif": "image/avif", "jxl": "image/jxl", "jpeg": "image/jpeg"}[payload]
+    content_type = CLASSICAL_CODECS[payload].content_type
+    if content_type not in CONTENT_TYPES.values():  # the packet header must be able to say it
+        raise ValueError(f"payload {payload!r}: no packet content type for {content_type}")
+    fit = fit_classical(image, payload, budget_packets * byte_capacity(size))
+    info: dict[str, Any] = {
+        "payload": payload,
+        "budget_packets": budget_packets,
+        "fits": not fit.miss,
+    }
+    if fit.miss:
+        return Payload(None, {**info, "packets": 0})
     packets = packetize_bytes(fit.data, size, message_id=message_id, content_type=content_type)
-    return (
-        packets,
-        [True] * len(packets),
-        {
-            "payload": payload,
-            "file_bytes": len(fit.data),
-            "quality": fit.quality,
-            "scale": fit.scale,
-        },
+    info.update(
+        packets=len(packets), file_bytes=len(fit.data), quality=fit.quality, scale=fit.scale
     )
+    return Payload(plan_transmission(packets, scenario, [True] * len(packets)), info)
 
 
-def deliver(
-    sc: Scenario,
+@dataclass
+class Transmission:
+    """One run of the link: what it carried and what the receiver made of every delivery."""
+
+    plan: TransmitPlan
+    receiver: Receiver
+    arrivals: list[Arrival]
+    trace: Trace | None  # None when interrupted before the link finished
+    interrupted: bool = False
+
+    @property
+    def previews(self) -> list[Preview]:
+        return self.receiver.previews
+
+    @functools.cached_property
+    def trace_rows(self) -> list[dict[str, Any]]:
+        """The channel's events, one row each (after Ctrl-C: what arrived)."""
+        if self.trace is not None:
+            return list(self.trace.rows())
+        # After Ctrl-C the trace is incomplete; what arrived is still worth a valid CSV.
+        return [
+            {"seq": a.wire_seq, "t_arrival_s": a.t_arrival_s, "outcome": "delivered"}
+            for a in self.arrivals
+        ]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``packets.csv``: the trace, one row per event, joined with the receiver's verdicts
+        and the scores of the preview each arrival made."""
+        by_arrival: dict[tuple[int, float], list[Arrival]] = {}
+        for a in self.arrivals:
+            by_arrival.setdefault((a.wire_seq, a.t_arrival_s), []).append(a)
+        rows = []
+        for r in self.trace_rows:
+            row = dict(r)
+            row["packet_seq"] = self.plan.packet_of_message[r["seq"]]
+            hits = by_arrival.get((r["seq"], r["t_arrival_s"]))
+            a = hits.pop(0) if hits else None
+            row["rx_verdict"] = a.verdict if a else ""
+            row["rx_reason"] = a.reason if a else ""
+            p = a.preview if a else None
+            row["preview"] = p.number if p else ""
+            row["indices_received"] = p.indices_received if p else ""
+            row["stages_complete"] = p.stages_complete if p else ""
+            for k, v in p.scores.items() if p else ():
+                row[k] = v
+            rows.append(row)
+        return rows
+
+
+def transmit(
+    scenario: Scenario,
     plan: TransmitPlan,
-    rx: Receiver,
+    *,
     seed: int,
-    arrivals: list[Arrival],
+    codec: Codec,
+    reference: np.ndarray | None,
+    cache: DecodeCache | None = None,
+    keep_images: bool = True,
+    perceptual: Mapping[str, object] | None = None,
     on_arrival: Callable[[Arrival], None] | None = None,
-) -> Trace:
-    """Run the scenario's link and hand every delivery to the receiver, in arrival order.
+    interruptible: bool = False,
+) -> Transmission:
+    """Run the scenario's link on ``plan`` and hand every delivery to a receiver, in arrival
+    order; the receiver scores its previews against ``reference``.
 
-    Arrivals are appended to ``arrivals`` as they happen, so a caller that is interrupted still
-    holds what arrived. Returns the channel trace.
+    ``seed`` decides the link's randomness (``SeedSequence(seed)``). With ``interruptible``, a
+    Ctrl-C ends the run early and the result says so (``interrupted``) and holds what arrived;
+    otherwise it propagates.
     """
-    fragmented = sc.packets.fragment_bytes is not None
-    link = sc.build_link(np.random.SeedSequence(seed), integrity_check=crc_check(fragmented))
+    fragmented = scenario.packets.fragment_bytes is not None
+    rx = Receiver(
+        codec,
+        reference,
+        packet_size_bytes=scenario.packets.size_bytes,
+        fragmented=fragmented,
+        perceptual=perceptual,
+        cache=cache,
+        keep_images=keep_images,
+    )
+    tx = Transmission(plan, rx, [], None)
+    link = scenario.build_link(np.random.SeedSequence(seed), integrity_check=crc_check(fragmented))
     run = link.stream(plan.messages, plan.reliable)
-    for delivery in run:
-        arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
-        arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
-        arrivals.append(arrival)
-        if on_arrival is not None:
-            on_arrival(arrival)
-    return run.trace
+    try:
+        for delivery in run:
+            arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
+            arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
+            tx.arrivals.append(arrival)
+            if on_arrival is not None:
+                on_arrival(arrival)
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
+        tx.interrupted = True
+    else:
+        tx.trace = run.trace
+    return tx
 
 
 @dataclass
@@ -204,21 +309,21 @@ def _first_time(previews: Sequence[Preview], pred) -> float | None:
     return next((p.t_arrival_s for p in previews if pred(p)), None)
 
 
-def build_summary(
+def summarise(
     scenario: Scenario,
+    transmission: Transmission,
+    *,
     seed: int,
-    image_label: str,
-    image: np.ndarray,
     codec: Codec,
-    payload_info: dict,
-    plan: TransmitPlan,
-    previews: Sequence[Preview],
-    trace_rows: Sequence[dict],
-    arrivals: Sequence[Arrival],
-    interrupted: bool,
+    image: np.ndarray,
+    image_label: str = "",
+    payload_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    outcomes = [r["outcome"] for r in trace_rows]
-    verdicts = [a.verdict for a in arrivals]
+    """``summary.json``: scenario, seed and versions, the headline figures (times to first
+    preview, to each MS-SSIM target and to full quality; final scores) and the packet counts."""
+    plan, previews = transmission.plan, transmission.previews
+    outcomes = [r["outcome"] for r in transmission.trace_rows]
+    verdicts = [a.verdict for a in transmission.arrivals]
     last = previews[-1] if previews else None
     final = last.scores if last else {}
     full = _first_time(previews, lambda p: p.indices_received == p.indices_total)
@@ -231,12 +336,12 @@ def build_summary(
             "height_px": int(image.shape[0]),
             "width_px": int(image.shape[1]),
         },
-        "payload": {k: v for k, v in payload_info.items() if k != "code"},
+        "payload": dict(payload_info or {}),
         "packet_size_bytes": scenario.packets.size_bytes,
         "time_to_first_preview_s": previews[0].t_arrival_s if previews else None,
         "time_to_full_quality_s": full,
-        "final_psnr_db": final.get("psnr"),
-        "final_ms_ssim": final.get("ms-ssim"),
+        "final_psnr_db": final.get("psnr_db"),
+        "final_ms_ssim": final.get("ms_ssim"),
         "final_stages_complete": last.stages_complete if last else 0,
         "counts": {
             "packets": plan.packet_count,
@@ -255,38 +360,13 @@ def build_summary(
             "rejected": verdicts.count("rejected"),
         },
         "previews": len(previews),
-        "interrupted": interrupted,
+        "interrupted": transmission.interrupted,
     }
     for target in MSSSIM_TARGETS:
         summary[f"time_to_msssim_{target}_s"] = _first_time(
-            previews, lambda p, t=target: p.scores.get("ms-ssim", -1) >= t
+            previews, lambda p, t=target: p.scores.get("ms_ssim", -1) >= t
         )
     return summary
-
-
-def join_rows(
-    trace_rows: Sequence[dict], arrivals: Sequence[Arrival], plan: TransmitPlan
-) -> list[dict[str, Any]]:
-    """The channel trace, one row per event, joined with what the receiver made of arrivals."""
-    by_arrival: dict[tuple[int, float], list[Arrival]] = {}
-    for a in arrivals:
-        by_arrival.setdefault((a.wire_seq, a.t_arrival_s), []).append(a)
-    rows = []
-    for r in trace_rows:
-        row = dict(r)
-        row["packet_seq"] = plan.packet_of_message[r["seq"]]
-        hits = by_arrival.get((r["seq"], r["t_arrival_s"]))
-        a = hits.pop(0) if hits else None
-        row["rx_verdict"] = a.verdict if a else ""
-        row["rx_reason"] = a.reason if a else ""
-        p = a.preview if a else None
-        row["preview"] = p.number if p else ""
-        row["indices_received"] = p.indices_received if p else ""
-        row["stages_complete"] = p.stages_complete if p else ""
-        for k, v in p.scores.items() if p else ():
-            row[k] = v
-        rows.append(row)
-    return rows
 
 
 def replay(
@@ -312,8 +392,11 @@ def replay(
 
     ``scenario`` is a preset name, a TOML path or a :class:`Scenario`; ``overrides`` are
     ``key=value`` strings as on the command line. ``payload`` is ``"rvq"`` (the progressive
-    code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``.
+    code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``
+    (default: as many as the RVQ code takes).
     """
+    from codec import default_codec, load_image
+
     extra = list(overrides)
     if order is not None:
         extra.append(f'packets.order="{order}"')
@@ -333,21 +416,16 @@ def replay(
     if out is not None:
         _prepare_out(out)
 
-    packets, reliable, info = encode_payload(
+    encoded = encode_payload(
         source, payload, sc, budget_packets=budget_packets, message_id=message_id, codec=codec
     )
-    plan = plan_transmission(packets, sc, reliable)
-    fragmented = sc.packets.fragment_bytes is not None
-    perceptual = _perceptual(lpips_weights, dists_weights)
-    rx = Receiver(
-        codec,
-        source,
-        packet_size_bytes=sc.packets.size_bytes,
-        fragmented=fragmented,
-        perceptual=perceptual,
-        cache=cache,
-        keep_images=keep_images or out is not None,
-    )
+    if encoded.plan is None:
+        capacity = encoded.info["budget_packets"] * byte_capacity(sc.packets.size_bytes)
+        raise ValueError(
+            f"no {payload} file of {source.shape[1]}×{source.shape[0]} px fits "
+            f"{encoded.info['budget_packets']} packets ({capacity} payload bytes)"
+        )
+    plan = encoded.plan
     bar = None
     if progress:
         from tqdm import tqdm
@@ -366,35 +444,36 @@ def replay(
             if arrival.preview is not None and arrival.preview.scores:
                 bar.set_postfix(
                     t=f"{arrival.t_arrival_s:,.0f}s",
-                    msssim=f"{arrival.preview.scores['ms-ssim']:.3f}",
+                    msssim=f"{arrival.preview.scores['ms_ssim']:.3f}",
                 )
 
-    arrivals: list[Arrival] = []
-    trace, interrupted = None, False
     try:
-        trace = deliver(sc, plan, rx, seed, arrivals, on_arrival)
-    except KeyboardInterrupt:
-        interrupted = True
+        tx = transmit(
+            sc,
+            plan,
+            seed=seed,
+            codec=codec,
+            reference=source,
+            cache=cache,
+            keep_images=keep_images or out is not None,
+            perceptual=_perceptual(lpips_weights, dists_weights),
+            on_arrival=on_arrival,
+            interruptible=True,
+        )
     finally:
         if bar is not None:
             bar.close()
-    trace_rows = list(trace.rows()) if trace is not None else _rows_from_arrivals(arrivals)
-    summary = build_summary(
-        sc, seed, label, source, codec, info, plan, rx.previews, trace_rows, arrivals, interrupted
+    summary = summarise(
+        sc, tx, seed=seed, codec=codec, image=source, image_label=label, payload_info=encoded.info
     )
-    rows = join_rows(trace_rows, arrivals, plan)
+    rows = tx.rows()
     windows = _visibility_windows(sc, rows)
-    result = ReplayResult(sc, seed, summary, rows, rx.previews, trace, interrupted, out, windows)
+    result = ReplayResult(
+        sc, seed, summary, rows, tx.previews, tx.trace, tx.interrupted, out, windows
+    )
     if out is not None:
         write_outputs(result)
     return result
-
-
-def _rows_from_arrivals(arrivals: Sequence[Arrival]) -> list[dict[str, Any]]:
-    # After Ctrl-C the trace is incomplete; what arrived is still worth a valid CSV.
-    return [
-        {"seq": a.wire_seq, "t_arrival_s": a.t_arrival_s, "outcome": "delivered"} for a in arrivals
-    ]
 
 
 def _visibility_windows(sc: Scenario, rows: Sequence[dict]) -> list[tuple[float, float]]:
@@ -452,8 +531,8 @@ def write_outputs(result: ReplayResult) -> None:
     name = result.scenario.name
     if result.previews:
         n = [p.number for p in result.previews]
-        ps = [p.scores.get("psnr", math.nan) for p in result.previews]
-        ms = [p.scores.get("ms-ssim", math.nan) for p in result.previews]
+        ps = [p.scores.get("psnr_db", math.nan) for p in result.previews]
+        ms = [p.scores.get("ms_ssim", math.nan) for p in result.previews]
         report.plot_quality(
             out / "quality_vs_packets.png",
             n,
@@ -481,4 +560,8 @@ def write_outputs(result: ReplayResult) -> None:
 def _label(p: Preview) -> str:
     if not p.scores:
         return f"#{p.number}"
-    return f"#{p.number} {p.scores['psnr']:.1f}dB {p.scores['ms-ssim']:.3f}"
+    return f"#{p.number} {p.scores['psnr_db']:.1f}dB {p.scores['ms_ssim']:.3f}"
+
+
+# `satlink.replay(...)` runs replay(): the package exports the function under this module's name.
+sys.modules[__name__].__class__ = satlink.CallableModule

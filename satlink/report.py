@@ -1,7 +1,7 @@
 """Files and figures of a replay: summary, per-packet CSV, previews, plots, GIF, contact sheet.
 
-Every file is written to a temporary name and renamed into place, so an interrupted run never
-leaves a half-written file behind.
+Every file is written to a temporary name and renamed into place (:func:`atomic_write`), so an
+interrupted run never leaves a half-written file behind.
 
 >>> write_csv(Path("out/packets.csv"), [{"seq": 0, "outcome": "delivered"}])   # doctest: +SKIP
 """
@@ -13,11 +13,25 @@ import io
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+__all__ = [
+    "OUTCOME_COLOURS",
+    "atomic_write",
+    "plot_quality",
+    "plot_timeline",
+    "save_png",
+    "time_axis",
+    "write_contact_sheet",
+    "write_csv",
+    "write_gif",
+    "write_json",
+]
 
 OUTCOME_COLOURS = {
     "delivered": "#2ca02c",
@@ -30,15 +44,28 @@ OUTCOME_COLOURS = {
 }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once: readers see the old file or the new, never half.
+
+    The bytes go to a temporary file in the same folder (a rename is atomic only within one
+    file system), named uniquely per call so that two writers of one path (sweep workers, two
+    threads) never share a temporary file; the last rename wins. On failure the temporary file
+    is removed.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # x: never reuse a file someone else is writing
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj: dict) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
 def _json_default(o):
@@ -62,7 +89,7 @@ def write_csv(path: Path, rows: Sequence[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    _atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode())
 
 
 def _csv_value(v):
@@ -74,7 +101,7 @@ def _csv_value(v):
 def save_png(path: Path, image: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _thumbnail(image: np.ndarray, max_side_px: int) -> Image.Image:
@@ -108,7 +135,7 @@ def write_gif(
     durations = [frame_ms] * (len(ims) - 1) + [frame_ms * 3]
     buf = io.BytesIO()
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=durations, loop=0)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _label(im: Image.Image, text: str) -> None:
@@ -139,7 +166,7 @@ def write_contact_sheet(
         sheet.paste(tile, (4 + (i % cols) * (tw + 4), 4 + (i // cols) * (th + 4)))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _new_figure(figsize: tuple[float, float]):
@@ -153,7 +180,7 @@ def _new_figure(figsize: tuple[float, float]):
 def _save_figure(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def time_axis(times_s: Iterable[float]) -> tuple[float, str]:

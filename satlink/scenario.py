@@ -6,7 +6,7 @@ True
 >>> s = load_scenario("bds3-rsmc-geo", overrides=["channel.loss.p=0.1"])
 >>> s.channel.loss.model, s.channel.loss.p, s.channel.min_interval_s
 ('bernoulli', 0.1, 60.0)
->>> deliveries, trace = s.build_link(seed=3).run([bytes(360)] * 3)
+>>> deliveries, trace = s.build_link(seed=3).run([bytes(s.packets.size_bytes)] * 3)
 
 Layout (every key carries its unit in its name; unknown keys and wrong types are errors):
 
@@ -37,21 +37,9 @@ from typing import Any
 import numpy as np
 
 from satlink.channel import Link, LinkConfig
-from satlink.linkbudget import (
-    BudgetConfig,
-    ConfigError,
-    budget_over_pass,
-    check_choice,
-    check_int,
-    evaluate_budget,
-)
-from satlink.packets import (
-    MAX_PACKET_SIZE_BYTES,
-    MIN_MTU_BYTES,
-    MIN_PACKET_SIZE_BYTES,
-    ORDERS,
-    fragment_count,
-)
+from satlink.config import ConfigError, ScenarioError  # ScenarioError: re-exported
+from satlink.linkbudget import BudgetConfig, budget_over_pass, evaluate_budget
+from satlink.packets import ORDERS, PacketsConfig  # PacketsConfig: re-exported
 
 __all__ = [
     "BUDGET_DERIVED_KEYS",
@@ -82,10 +70,6 @@ BUDGET_DERIVED_KEYS = (
 )
 
 
-class ScenarioError(ConfigError):
-    """An invalid scenario: the message names the file, the key and what is allowed."""
-
-
 @dataclass(frozen=True)
 class ScenarioInfo:
     """The ``[scenario]`` table: a name, a description and where its numbers come from."""
@@ -93,48 +77,6 @@ class ScenarioInfo:
     name: str
     description: str = ""
     source: str = ""
-
-
-@dataclass(frozen=True)
-class PacketsConfig:
-    """The ``[packets]`` table. ``fragment_bytes`` is the service's message cap: when set, the
-    replay splits each packet into messages of at most that size (satlink.packets.fragment),
-    and the channel's rate cap applies per message on the wire."""
-
-    size_bytes: int = 360
-    fragment_bytes: int | None = None
-    order: str = "stage-major"
-    interleave: bool = False
-
-    def __post_init__(self) -> None:
-        e = ScenarioError
-        check_int(
-            "packets.size_bytes",
-            self.size_bytes,
-            lo=MIN_PACKET_SIZE_BYTES,
-            hi=MAX_PACKET_SIZE_BYTES,
-            error=e,
-        )
-        if self.fragment_bytes is not None:
-            check_int(
-                "packets.fragment_bytes",
-                self.fragment_bytes,
-                lo=MIN_MTU_BYTES,
-                hi=self.size_bytes,
-                error=e,
-            )
-            try:  # the fragment count is a numbered 8-bit field in satlink.packets
-                fragment_count(self.size_bytes, self.fragment_bytes)
-            except ValueError as exc:
-                raise e(f"packets.fragment_bytes = {self.fragment_bytes}: {exc}") from None
-        check_choice("packets.order", self.order, PACKET_ORDERS, error=e)
-        if not isinstance(self.interleave, bool):
-            raise e(f"packets.interleave = {self.interleave!r}: expected true or false")
-
-    @property
-    def wire_bytes(self) -> int:
-        """Largest message on the wire: a fragment if fragmenting, else a whole packet."""
-        return self.fragment_bytes if self.fragment_bytes is not None else self.size_bytes
 
 
 @dataclass(frozen=True)
@@ -355,7 +297,7 @@ def parse_scenario(
     >>> parse_scenario({"scenario": {"name": "x"}, "channel": {"rate_bps": -5}}, "x.toml")
     Traceback (most recent call last):
     ...
-    satlink.scenario.ScenarioError: x.toml: channel.rate_bps = -5.0 is out of range; allowed: > 0
+    satlink.config.ScenarioError: x.toml: channel.rate_bps = -5.0 is out of range; allowed: > 0
     """
     where = _where(label if label is not None else source, overrides)
     try:

@@ -22,5 +22,5 @@ def tiny() -> Codec:
 
 @pytest.fixture(scope="module")
 def small_image() -> np.ndarray:
-    """128×128 crop of the astronaut: an 8×8 latent, two 360-byte packets per stage."""
+    """128×128 crop of the astronaut: an 8×8 latent, one 360-byte packet per stage."""
     return np.ascontiguousarray(data.astronaut()[64:192, 160:288])

@@ -12,18 +12,18 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from codec import Codec, CodecConfig, ProgressiveCode, ProgressiveCodec
+from codec import ProgressiveCode
+from codec.classical import ClassicalError, search_quality
 from codec.eval import (
     CLASSICAL_CODECS,
     SCALES,
     EvalError,
-    _jsonable,
-    _search_quality,
     codebook_usage,
     evaluate,
     find_images,
     fit_classical,
     fit_classical_budgets,
+    jsonable,
     plot_rd,
     raw_bytes_for_stages,
     run_eval,
@@ -31,12 +31,6 @@ from codec.eval import (
 
 torch.set_num_threads(1)
 SCHEMA_LISTS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
-
-
-@pytest.fixture(scope="module")
-def tiny_codec() -> Codec:
-    torch.manual_seed(0)
-    return Codec(ProgressiveCodec(CodecConfig.tiny()), model_id=999, name="tiny")
 
 
 def _gradient(h: int, w: int) -> np.ndarray:
@@ -75,12 +69,12 @@ def _check_schema(doc: dict, stages: int) -> None:
 
 
 # -- whole evaluation ------------------------------------------------------------------------
-def test_run_eval_writes_compressai_json_per_codec_and_plot(tiny_codec, folder, tmp_path):
+def test_run_eval_writes_compressai_json_per_codec_and_plot(tiny, folder, tmp_path):
     out = tmp_path / "res" / "rvq.json"
     got = run_eval(
         folder,
         out,
-        codec=tiny_codec,
+        codec=tiny,
         progress=False,
         per_image=True,
         bytes_for_stages=lambda code, k: 700 * k,
@@ -98,14 +92,14 @@ def test_run_eval_writes_compressai_json_per_codec_and_plot(tiny_codec, folder, 
     assert got["files"] == {k: str(v) for k, v in files.items()}
     for key, path in files.items():
         doc = json.loads(path.read_text())
-        _check_schema(doc, tiny_codec.num_stages)
+        _check_schema(doc, tiny.num_stages)
         assert doc["images"] == 3 and len(doc["per_image"]) == 3
         assert doc["results"]["bytes"] == [700.0, 1400.0]
         assert "700 bytes per stage (test)" in doc["description"]
         assert doc == got["results"][key]
     rvq = json.loads(files["rvq"].read_text())
     usage = rvq["codebook_usage"]
-    assert len(usage["per_stage"]) == tiny_codec.num_stages and usage["codebook_size"] == 16
+    assert len(usage["per_stage"]) == tiny.num_stages and usage["codebook_size"] == 16
     assert all(0 < u <= 1 for u in usage["per_stage"])
     avif = json.loads(files["avif"].read_text())
     for row in avif["per_image"]:
@@ -117,10 +111,10 @@ def test_run_eval_writes_compressai_json_per_codec_and_plot(tiny_codec, folder, 
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_default_bytes_are_raw_index_bits(tiny_codec, images):
-    out = evaluate(tiny_codec, images, codecs="rvq", per_image=True)
+def test_default_bytes_are_raw_index_bits(tiny, images):
+    out = evaluate(tiny, images, codecs="rvq", per_image=True)
     rvq = out["rvq"]
-    _check_schema(rvq, tiny_codec.num_stages)
+    _check_schema(rvq, tiny.num_stages)
     for row in rvq["per_image"]:
         h, w = images[row["name"]].shape[:2]
         lat = math.ceil(h / 16) * math.ceil(w / 16)
@@ -128,12 +122,12 @@ def test_default_bytes_are_raw_index_bits(tiny_codec, images):
         assert row["bytes"] == want
         assert row["bpp"] == pytest.approx([b * 8 / (h * w) for b in want])
     assert set(out) == {"rvq"}
-    assert "per_image" not in evaluate(tiny_codec, images, codecs=["rvq"])["rvq"]
+    assert "per_image" not in evaluate(tiny, images, codecs=["rvq"])["rvq"]
 
 
-def test_nothing_fits_is_a_counted_miss(tiny_codec, images):
+def test_nothing_fits_is_a_counted_miss(tiny, images):
     # Raw tiny-model budgets are a few dozen bytes: no JPEG file is that small.
-    out = evaluate(tiny_codec, images, codecs="jpeg", per_image=True)
+    out = evaluate(tiny, images, codecs="jpeg", per_image=True)
     jpeg = out["jpeg"]
     assert jpeg["results"]["misses"] == [3, 3]
     assert jpeg["results"]["file_bpp"] == [0.0, 0.0]
@@ -145,11 +139,11 @@ def test_nothing_fits_is_a_counted_miss(tiny_codec, images):
         assert row["psnr-rgb"][0] == pytest.approx(psnr(images[row["name"]], grey))
 
 
-def test_select_modes(tiny_codec, images):
+def test_select_modes(tiny, images):
     kw = {"codecs": "jpeg", "bytes_for_stages": lambda code, k: 900 * k, "per_image": True}
-    each = evaluate(tiny_codec, images, **kw)["jpeg"]
-    by_ms = evaluate(tiny_codec, images, select="ms-ssim", **kw)["jpeg"]
-    by_psnr = evaluate(tiny_codec, images, select="psnr", **kw)["jpeg"]
+    each = evaluate(tiny, images, **kw)["jpeg"]
+    by_ms = evaluate(tiny, images, select="ms-ssim", **kw)["jpeg"]
+    by_psnr = evaluate(tiny, images, select="psnr", **kw)["jpeg"]
     e, m, p = each["results"], by_ms["results"], by_psnr["results"]
     # "each" is the best of both; each single-file choice is best in its own metric.
     assert e["ms-ssim-rgb"] == pytest.approx(m["ms-ssim-rgb"])
@@ -160,20 +154,20 @@ def test_select_modes(tiny_codec, images):
 
 
 @pytest.mark.slow  # two spawned processes import torch: several seconds
-def test_workers_give_the_same_numbers(tiny_codec, images):
+def test_workers_give_the_same_numbers(tiny, images):
     kw = {"codecs": "rvq,jpeg", "bytes_for_stages": lambda code, k: 800 * k}
-    one = evaluate(tiny_codec, images, **kw)
-    two = evaluate(tiny_codec, images, workers=2, **kw)
+    one = evaluate(tiny, images, **kw)
+    two = evaluate(tiny, images, workers=2, **kw)
     for key in ("psnr-rgb", "ms-ssim-rgb", "bpp"):
         assert two["jpeg"]["results"][key] == pytest.approx(one["jpeg"]["results"][key])
 
 
-def test_only_selected_codecs_are_written(tiny_codec, folder, tmp_path):
+def test_only_selected_codecs_are_written(tiny, folder, tmp_path):
     got = run_eval(
         folder,
         tmp_path / "r.json",
         codecs="jpeg",
-        codec=tiny_codec,
+        codec=tiny,
         progress=False,
         plot_path=tmp_path / "plots" / "rd.png",
         limit=1,
@@ -227,34 +221,34 @@ def test_search_quality_finds_the_highest_fitting_setting():
 
     calls: list[int] = []
     for budget in (300, 301, 1000, 5000, 20000, 10**9):
-        q = _search_quality(size, 0, 100, budget, {})
+        q = search_quality(size, 0, 100, budget, {})
         assert q == max(x for x in range(101) if size(x) <= budget)
     calls = []
-    assert _search_quality(size, 0, 100, 299, {}) is None
+    assert search_quality(size, 0, 100, 299, {}) is None
     calls = []
-    _search_quality(size, 0, 100, 5000, {})
+    search_quality(size, 0, 100, 5000, {})
     assert len(calls) <= 10  # far fewer than a scan of 101 settings
     # Known sizes narrow the search: nothing new is needed when the boundary is known.
     known = {q: size(q) for q in (48, 49)}
     budget = known[48]
     calls = []
-    assert _search_quality(size, 0, 100, budget, known) == 48
+    assert search_quality(size, 0, 100, budget, known) == 48
     assert calls == [0]
 
 
 def test_classical_bad_inputs():
     img = _gradient(32, 32)
-    with pytest.raises(EvalError, match="unknown classical codec 'webp'"):
+    with pytest.raises(ClassicalError, match="unknown classical codec 'webp'"):
         fit_classical(img, "webp", 1000)
-    with pytest.raises(EvalError, match="uint8 H×W×3"):
+    with pytest.raises(ClassicalError, match="uint8 H×W×3"):
         fit_classical(img.astype(np.float32), "jpeg", 1000)
-    with pytest.raises(EvalError, match="scales must be positive"):
+    with pytest.raises(ClassicalError, match="scales must be positive"):
         fit_classical(img, "jpeg", 1000, scales=(0, 2))
-    with pytest.raises(EvalError, match="budgets must be positive"):
+    with pytest.raises(ClassicalError, match="budgets must be positive"):
         fit_classical(img, "jpeg", 0)
-    with pytest.raises(EvalError, match="select"):
+    with pytest.raises(ClassicalError, match="select"):
         fit_classical(img, "jpeg", 1000, select="lpips")
-    with pytest.raises(EvalError, match="at least 16 px"):
+    with pytest.raises(ClassicalError, match="at least 16 px"):
         fit_classical(_gradient(12, 40), "jpeg", 1000)
 
 
@@ -278,32 +272,32 @@ def test_raw_bytes_round_up():
 
 
 # -- bad inputs and helpers ------------------------------------------------------------------
-def test_eval_bad_inputs(tiny_codec, folder, tmp_path, images):
+def test_eval_bad_inputs(tiny, folder, tmp_path, images):
     with pytest.raises(EvalError, match="unknown codec 'webp'"):
-        run_eval(folder, tmp_path / "r.json", codecs="rvq,webp", codec=tiny_codec)
+        run_eval(folder, tmp_path / "r.json", codecs="rvq,webp", codec=tiny)
     with pytest.raises(EvalError, match="no codecs selected"):
-        evaluate(tiny_codec, images, codecs=" , ")
+        evaluate(tiny, images, codecs=" , ")
     with pytest.raises(EvalError, match="no such image folder"):
-        run_eval(tmp_path / "missing", tmp_path / "r.json", codec=tiny_codec)
+        run_eval(tmp_path / "missing", tmp_path / "r.json", codec=tiny)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(EvalError, match="no images"):
-        run_eval(empty, tmp_path / "r.json", codec=tiny_codec)
+        run_eval(empty, tmp_path / "r.json", codec=tiny)
     with pytest.raises(EvalError, match=r"\.json"):
-        run_eval(folder, tmp_path / "r.txt", codec=tiny_codec)
+        run_eval(folder, tmp_path / "r.txt", codec=tiny)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(EvalError, match="broken"):
-        run_eval(bad, tmp_path / "r.json", codecs="rvq", codec=tiny_codec, progress=False)
+        run_eval(bad, tmp_path / "r.json", codecs="rvq", codec=tiny, progress=False)
     with pytest.raises(EvalError, match="no images to evaluate"):
-        evaluate(tiny_codec, {})
+        evaluate(tiny, {})
     with pytest.raises(EvalError, match="workers"):
-        evaluate(tiny_codec, images, workers=0)
+        evaluate(tiny, images, workers=0)
     with pytest.raises(EvalError, match="select"):
-        evaluate(tiny_codec, images, select="best")
+        evaluate(tiny, images, select="best")
     with pytest.raises(EvalError, match="image tiny"):
-        evaluate(tiny_codec, {"tiny": _gradient(8, 8)}, codecs="rvq")
+        evaluate(tiny, {"tiny": _gradient(8, 8)}, codecs="rvq")
 
 
 def test_find_images_sorts_and_limits(folder):
@@ -313,7 +307,7 @@ def test_find_images_sorts_and_limits(folder):
 
 
 def test_json_sanitising_and_plot_of_missing_values(tmp_path):
-    assert _jsonable({"a": [math.inf, np.float32(1.5), np.int64(3)], "b": math.nan}) == {
+    assert jsonable({"a": [math.inf, np.float32(1.5), np.int64(3)], "b": math.nan}) == {
         "a": [None, 1.5, 3],
         "b": None,
     }

@@ -314,3 +314,16 @@ def test_itur_atmosphere_uses_itu_r_attenuation() -> None:
     )
     drop_db = const["cn0_dbhz"] - high["cn0_dbhz"]
     assert drop_db == pytest.approx(high["atmospheric_loss_db"] + high["rain_loss_db"], abs=1e-6)
+
+
+def test_scalar_slant_range_matches_the_array_one_and_errors_share_one_family() -> None:
+    import satlink.config
+    from satlink.linkbudget import ConfigError, LinkBudgetError, slant_range_scalar_km
+
+    for alt, el in [(550.0, 10.0), (35_786.0, 45.0), (20_000.0, 90.0), (1200.0, 0.0)]:
+        assert slant_range_scalar_km(alt, el) == pytest.approx(slant_range_km(alt, el), rel=1e-12)
+    assert ConfigError is satlink.config.ConfigError
+    assert LinkBudgetError is satlink.config.LinkBudgetError
+    assert issubclass(LinkBudgetError, ConfigError)
+    with pytest.raises(LinkBudgetError, match="modulation = 'fsk'"):
+        ber_for_ebn0(5.0, "fsk")

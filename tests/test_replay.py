@@ -9,21 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from skimage import data
 
 import codec
-from satlink.packets import fragment, packetize
-from satlink.receiver import DecodeCache, Receiver
 from satlink.replay import replay
 
 torch.set_num_threads(1)
 
 NO_LOSS = ("channel.loss.model='none'",)
-
-
-@pytest.fixture(scope="module")
-def small_image() -> np.ndarray:
-    return data.astronaut()[64:192, 160:288]  # 128×128: 8×8 latent, 2 packets per stage
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +35,7 @@ def test_lossless_replay_matches_codec_and_never_gets_worse(small_image, model, 
     np.testing.assert_array_equal(res.previews[-1].image, full)
     assert res.summary["time_to_full_quality_s"] == res.previews[-1].t_arrival_s
     # Stage-major with no loss: quality never drops.
-    msssim = [p.scores["ms-ssim"] for p in res.previews]
+    msssim = [p.scores["ms_ssim"] for p in res.previews]
     assert all(b >= a - 1e-6 for a, b in itertools.pairwise(msssim)), msssim
     for name in (
         "summary.json",
@@ -95,8 +87,8 @@ def test_packets_csv_joins_trace_and_scores(small_image, tmp_path):
         "channel_state",
         "rx_verdict",
         "preview",
-        "psnr",
-        "ms-ssim",
+        "psnr_db",
+        "ms_ssim",
     ):
         assert col in rows[0], col
     lost = [r for r in rows if r["outcome"] == "lost"]
@@ -110,46 +102,6 @@ def test_fragmented_service_reassembles(small_image):
     c = res.summary["counts"]
     assert c["wire_messages"] > c["packets"]
     assert len(res.previews) == c["packets"]
-
-
-def test_receiver_counts_corrupt_and_duplicate(small_image, model):
-    code = model.encode(small_image)
-    packets = packetize(code, 360, message_id=4)
-    rx = Receiver(model, small_image)
-    bad = bytearray(packets[0])
-    bad[40] ^= 0x10
-    verdicts = [
-        rx.receive(bytes(bad), 1.0).verdict,
-        rx.receive(packets[0], 2.0).verdict,
-        rx.receive(packets[0], 3.0).verdict,
-        rx.receive(b"short", 4.0).verdict,
-    ]
-    assert verdicts == ["corrupted", "accepted", "duplicate", "rejected"]
-    assert len(rx.previews) == 1
-
-
-def test_receiver_fragment_crc(small_image, model):
-    code = model.encode(small_image)
-    frags = fragment(packetize(code, 360)[0], 70)
-    rx = Receiver(model, small_image, fragmented=True)
-    bad = bytearray(frags[0])
-    bad[-3] ^= 1
-    assert rx.receive(bytes(bad), 0.0).verdict == "corrupted"
-    out = [rx.receive(f, float(i)).verdict for i, f in enumerate(frags)]
-    assert out == ["fragment"] * (len(frags) - 1) + ["accepted"]
-
-
-def test_decode_cache_hits_on_repeated_masks(small_image, model):
-    cache = DecodeCache(max_entries=4)
-    code = model.encode(small_image)
-    rx = Receiver(model, small_image, cache=cache)
-    a = rx.render(code, code.stage_mask(1))
-    b = rx.render(code, code.stage_mask(1))
-    assert cache.hits == 1 and cache.misses == 1
-    assert a[0] is b[0]
-    for k in range(2, 6):
-        rx.render(code, code.stage_mask(k))
-    assert len(cache) == 4  # bounded
 
 
 def test_unwritable_output_is_a_clear_error(small_image, tmp_path):

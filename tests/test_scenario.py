@@ -373,3 +373,17 @@ def test_origin_reloads_and_with_overrides_adds_to_the_existing_ones(tmp_path: P
     path = _write(tmp_path, MINIMAL)
     f = load_scenario(path)
     assert f.origin == str(path) and load_scenario(f.origin) == f
+
+
+def test_errors_and_packet_size_default_come_from_one_place() -> None:
+    import satlink.config
+    import satlink.packets
+    from satlink.linkbudget import BudgetConfig
+    from satlink.scenario import PacketsConfig
+
+    assert ScenarioError is satlink.config.ScenarioError
+    assert issubclass(ScenarioError, satlink.config.ConfigError)
+    assert PacketsConfig is satlink.packets.PacketsConfig
+    size = satlink.config.DEFAULT_PACKET_SIZE_BYTES
+    assert PacketsConfig().size_bytes == size == satlink.packets.DEFAULT_PACKET_SIZE_BYTES
+    assert BudgetConfig(freq_hz=1.6e9, eirp_dbw=0.0, gt_dbk=0.0, rate_bps=1.0).packet_bytes == size

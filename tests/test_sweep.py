@@ -10,11 +10,17 @@ import sys
 import numpy as np
 import pytest
 import torch
-from skimage import data
 
-from satlink import sweep as sweep_mod
 from satlink.replay import replay
-from satlink.sweep import SweepError, expand_grid, parse_grid, replication_seeds, sweep
+from satlink.sweep import (
+    SweepError,
+    expand_grid,
+    parse_grid,
+    quantile,
+    replication_seeds,
+    sweep,
+    worker,
+)
 
 torch.set_num_threads(1)
 
@@ -25,8 +31,8 @@ SEEDS = 4
 
 
 @pytest.fixture(scope="module")
-def image() -> dict[str, np.ndarray]:
-    return {"astro128": np.ascontiguousarray(data.astronaut()[64:192, 160:288])}
+def image(small_image) -> dict[str, np.ndarray]:
+    return {"astro128": small_image}
 
 
 def run(image, **kw):
@@ -150,7 +156,7 @@ def test_seeds_are_spawned_prefix_stable_and_distinct():
 
 
 def test_quantile_counts_never_as_infinite():
-    q = sweep_mod._quantile
+    q = quantile
     assert q([1.0, 2.0, 3.0, math.inf], 0.5) == 2.5
     assert q([1.0, 2.0, 3.0, math.inf], 0.1) == pytest.approx(1.3)
     assert q([1.0, 2.0, 3.0, math.inf], 0.9) == math.inf
@@ -225,7 +231,7 @@ def test_summary_matches_replications(inline):
             math.inf if r["time_to_first_preview_s"] is None else r["time_to_first_preview_s"]
             for r in figs
         )
-        assert row["time_to_first_preview_s_median"] == sweep_mod._quantile(times, 0.5)
+        assert row["time_to_first_preview_s_median"] == quantile(times, 0.5)
         reached = sum(r["time_to_first_preview_s"] is not None for r in figs) / len(figs)
         assert row["time_to_first_preview_s_reached_frac"] == reached
         if reached < 0.5:
@@ -286,11 +292,57 @@ def test_a_replication_is_the_replay_of_its_seed(inline, image):
             b["packet_seq"],
             b["attempt"],
         )
-        assert a["ms_ssim"] == b.get("ms-ssim") and a["psnr_db"] == b.get("psnr")
+        assert a["ms_ssim"] == b.get("ms_ssim") and a["psnr_db"] == b.get("psnr_db")
         ta = a["t_arrival_s"]
         assert (ta is None and math.isnan(b["t_arrival_s"])) or ta == b["t_arrival_s"]
     assert rep["time_to_first_preview_s"] == res.summary["time_to_first_preview_s"]
     assert rep["final_ms_ssim"] == res.summary["final_ms_ssim"]
+
+
+@pytest.mark.parametrize("payload", ["rvq", "jpeg"])
+def test_sweep_and_replay_give_identical_scores(inline, image, payload):
+    """One code path: every figure of a replication equals the replay of its seed, for the
+    same scenario, image and seed (exact equality, not approximate)."""
+    checked = 0
+    for rep in inline.replications:
+        if rep["payload"] != payload or rep["replicate"] > 1:
+            continue
+        budget = None if payload == "rvq" else rep["budget_packets"]
+        res = replay(
+            SCENARIO,
+            image["astro128"],
+            seed=rep["seed"],
+            keep_images=False,
+            payload=payload,
+            budget_packets=budget,
+            overrides=[f'channel.arq.mode="{rep["channel.arq.mode"]}"'],
+        )
+        s = res.summary
+        if rep["no_picture"]:
+            assert s["previews"] == 0
+        else:
+            assert rep["final_ms_ssim"] == s["final_ms_ssim"]
+            assert rep["final_psnr_db"] == s["final_psnr_db"]
+        for fig in (
+            "time_to_first_preview_s",
+            "time_to_msssim_0.8_s",
+            "time_to_msssim_0.9_s",
+            "time_to_full_quality_s",
+        ):
+            assert rep[fig] == s[fig], fig
+        assert rep["previews"] == s["previews"]
+        assert rep["messages_sent"] == s["counts"]["transmissions"]
+        assert rep["packets"] == s["counts"]["packets"]
+        for name in ("delivered", "lost", "corrupted", "retransmitted", "dropped"):
+            assert rep[name] == s["counts"][name], name
+        mine = [r for r in inline.rows() if r["seed"] == rep["seed"] and r["payload"] == payload]
+        mine = [r for r in mine if r["channel.arq.mode"] == rep["channel.arq.mode"]]
+        theirs = res.rows
+        assert [(r["psnr_db"], r["ms_ssim"]) for r in mine] == [
+            (r.get("psnr_db"), r.get("ms_ssim")) for r in theirs
+        ]
+        checked += 1
+    assert checked == 4
 
 
 def test_band_figures(inline):
@@ -320,7 +372,7 @@ def test_resume_runs_only_what_is_missing(image, inline, tmp_path, monkeypatch):
     small = run(image, seeds=2, out_dir=tmp_path)
     assert small.stats["run"] == 2 * len(PAYLOADS) * 2
     # An interruption after two chunks: their files stay, the rest runs on the next call.
-    real, calls = sweep_mod._run_chunk, []
+    real, calls = worker.run_chunk, []
 
     def flaky(*args):
         calls.append(args)
@@ -328,10 +380,10 @@ def test_resume_runs_only_what_is_missing(image, inline, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(sweep_mod, "_run_chunk", flaky)
+    monkeypatch.setattr(worker, "run_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         run(image, out_dir=tmp_path, chunk_size=1)
-    monkeypatch.setattr(sweep_mod, "_run_chunk", real)
+    monkeypatch.setattr(worker, "run_chunk", real)
     files = sorted((tmp_path / "replications").glob("*.json"))
     assert len(files) == 2 * len(PAYLOADS) * 2 + 2
     assert not list((tmp_path / "replications").glob(".*.tmp"))

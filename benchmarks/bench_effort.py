@@ -1,0 +1,98 @@
+"""Encoder-side refinement on Kodak: quality per stage and encode time per effort level.
+
+    python benchmarks/bench_effort.py [--data ../shared/data/kodak] [--efforts 0,3,10]
+        [--limit N] [--threads 2] [--out runs/effort.json]
+
+For every image and effort, encodes with ``Codec.encode(image, effort=N)`` (timed), decodes
+stages 1..5 and scores PSNR and MS-SSIM (``codec.metrics``). Prints the mean per stage and the
+median encode time per effort as a markdown table, with the CPU model and instruction set; raw
+per-image figures go to ``--out``. Quality does not depend on machine load; encode time does, so
+time it on a quiet machine (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` for the AVX2 bar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec import default_codec, load_codec
+from codec.api import load_image
+from codec.metrics import ms_ssim_batch, psnr_batch
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def cpu_label() -> str:
+    model = "unknown CPU"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+        has512 = "avx512f" in out
+    except OSError:
+        has512 = False
+    isa = os.environ.get("ATEN_CPU_CAPABILITY") or ("avx512" if has512 else "avx2")
+    return f"{model}, torch ISA {isa}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--efforts", default="0,3,10")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="")
+    ap.add_argument("--out", type=Path, default=Path("runs/effort.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    codec = load_codec(args.model) if args.model else default_codec()
+    efforts = [int(e) for e in args.efforts.split(",")]
+    paths = sorted(args.data.glob("*.png"))[: args.limit or None]
+    rows = []
+    for path in paths:
+        img = load_image(path)
+        for effort in efforts:
+            t0 = time.perf_counter()
+            code = codec.encode(img, effort=effort)
+            encode_s = time.perf_counter() - t0
+            previews = np.stack(codec.decode_batch(code, [code.stage_mask(k) for k in range(1, 6)]))
+            rows.append(
+                {
+                    "image": path.name,
+                    "effort": effort,
+                    "encode_s": encode_s,
+                    "psnr_db": psnr_batch(img, previews).tolist(),
+                    "ms_ssim": ms_ssim_batch(img, previews).tolist(),
+                }
+            )
+            print(
+                path.name, effort, f"{encode_s:.1f} s", np.round(rows[-1]["ms_ssim"], 4), flush=True
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    label = cpu_label()
+    args.out.write_text(json.dumps({"cpu": label, "model": codec.name, "rows": rows}, indent=1))
+    print(f"\n{len(paths)} images, {codec.name}, {label}\n")
+    print("| effort | median encode s | MS-SSIM at 1 / 2 / 3 / 4 / 5 stages | PSNR dB at 1..5 |")
+    print("|---|---|---|---|")
+    for effort in efforts:
+        sel = [r for r in rows if r["effort"] == effort]
+        ms = np.mean([r["ms_ssim"] for r in sel], 0)
+        ps = np.mean([r["psnr_db"] for r in sel], 0)
+        t = statistics.median(r["encode_s"] for r in sel)
+        print(
+            f"| {effort} | {t:.1f} | {' / '.join(f'{v:.4f}' for v in ms)} | "
+            f"{' / '.join(f'{v:.2f}' for v in ps)} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""The channel's configuration: frozen dataclasses that check every field when built.
+
+Each error is a :class:`~satlink.config.ChannelConfigError` naming the field as it is spelled in a
+scenario file (``channel.loss.p``) and the allowed range, so the scenario loader can pass it on.
+
+>>> from satlink.channel.config import LinkConfig, LossConfig
+>>> cfg = LinkConfig(rate_bps=2400.0, loss=LossConfig("bernoulli", p=0.25))
+>>> cfg.loss.stationary_loss(), cfg.window_duration_s()
+(0.25, None)
+>>> LossConfig("burst")
+Traceback (most recent call last):
+...
+satlink.config.ChannelConfigError: channel.loss.model = 'burst': allowed values are 'none', \
+'bernoulli', 'gilbert-elliott', 'budget-per', 'bit-errors'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from satlink.channel.loss import gilbert_elliott_stationary_loss
+from satlink.config import ChannelConfigError, check_choice, check_int, check_real
+
+# BudgetConfig and CircularPass are needed at run time: the scenario loader resolves the
+# dataclasses' type hints (typing.get_type_hints) in this module's namespace
+from satlink.linkbudget import (
+    SPEED_OF_LIGHT_KM_S,
+    BudgetConfig,
+    CircularPass,
+    slant_range_scalar_km,
+)
+
+__all__ = [
+    "ARQ_MODES",
+    "DELAY_MODES",
+    "ELEVATION_MODES",
+    "LOSS_MODELS",
+    "OUTSIDE_MODES",
+    "VISIBILITY_MODES",
+    "ArqConfig",
+    "DelayConfig",
+    "LinkConfig",
+    "LossConfig",
+    "VisibilityConfig",
+    "channel_choice",
+    "channel_int",
+    "channel_real",
+]
+
+DELAY_MODES = ("fixed", "geometry")
+ELEVATION_MODES = ("fixed", "pass")
+VISIBILITY_MODES = ("always", "windows", "periodic")
+OUTSIDE_MODES = ("wait", "drop")
+LOSS_MODELS = ("none", "bernoulli", "gilbert-elliott", "budget-per", "bit-errors")
+ARQ_MODES = ("none", "selective-repeat", "reliable-first-stage")
+
+
+# The checks of satlink.config, bound to the channel's error class; the link uses them too for
+# the arguments of a run (seed, enqueue times).
+def channel_real(name: str, value: Any, **kw: Any) -> float:
+    """``check_real`` raising :class:`ChannelConfigError`.
+
+    >>> channel_real("channel.rate_bps", 2400)
+    2400.0
+    """
+    return check_real(name, value, error=ChannelConfigError, **kw)
+
+
+def channel_int(name: str, value: Any, **kw: Any) -> int:
+    """``check_int`` raising :class:`ChannelConfigError`."""
+    return check_int(name, value, error=ChannelConfigError, **kw)
+
+
+def channel_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``check_choice`` raising :class:`ChannelConfigError`."""
+    return check_choice(name, value, choices, error=ChannelConfigError)
+
+
+@dataclass(frozen=True)
+class DelayConfig:
+    """One-way delay: ``fixed`` (``delay_s``) or ``geometry`` (``hops`` x slant range / c).
+
+    Both add ``processing_delay_s`` and uniform jitter in ``[0, jitter_s)``. The geometry fields
+    (altitude, elevation, pass) also drive the link-budget loss models. With
+    ``elevation_mode = "pass"`` the elevation follows a circular-orbit pass centred on each
+    visibility window, so delay and Eb/N0 vary over the window.
+
+    >>> d = DelayConfig(mode="geometry", altitude_km=35_786.0, elevation_deg=90.0, hops=1)
+    >>> round(d.nominal_delay_s(), 4)
+    0.1194
+    """
+
+    mode: str = "fixed"
+    delay_s: float = 0.0
+    jitter_s: float = 0.0
+    processing_delay_s: float = 0.0
+    altitude_km: float = 35_786.0
+    elevation_deg: float = 90.0
+    elevation_mode: str = "fixed"
+    max_elevation_deg: float = 90.0
+    min_elevation_deg: float = 10.0
+    hops: int = 1
+
+    def __post_init__(self) -> None:
+        channel_choice("channel.delay.mode", self.mode, DELAY_MODES)
+        channel_real("channel.delay.delay_s", self.delay_s, lo=0.0, hi=86_400.0)
+        channel_real("channel.delay.jitter_s", self.jitter_s, lo=0.0, hi=86_400.0)
+        channel_real(
+            "channel.delay.processing_delay_s", self.processing_delay_s, lo=0.0, hi=86_400.0
+        )
+        channel_real("channel.delay.altitude_km", self.altitude_km, lo=100.0, hi=400_000.0)
+        channel_real("channel.delay.elevation_deg", self.elevation_deg, lo=0.0, hi=90.0)
+        channel_choice("channel.delay.elevation_mode", self.elevation_mode, ELEVATION_MODES)
+        channel_real("channel.delay.max_elevation_deg", self.max_elevation_deg, lo=0.0, hi=90.0)
+        channel_real("channel.delay.min_elevation_deg", self.min_elevation_deg, lo=0.0, hi=90.0)
+        if self.min_elevation_deg > self.max_elevation_deg:
+            raise ChannelConfigError(
+                f"channel.delay.min_elevation_deg = {self.min_elevation_deg!r} is above "
+                f"channel.delay.max_elevation_deg = {self.max_elevation_deg!r}; allowed: "
+                "0 <= min_elevation_deg <= max_elevation_deg <= 90"
+            )
+        channel_int("channel.delay.hops", self.hops, lo=1, hi=16)
+
+    def circular_pass(self) -> CircularPass | None:
+        """The pass geometry when ``elevation_mode == "pass"``, else None."""
+        if self.elevation_mode != "pass":
+            return None
+        return CircularPass(self.altitude_km, self.max_elevation_deg, self.min_elevation_deg)
+
+    def nominal_delay_s(self, elevation_deg: float | None = None) -> float:
+        """Delay without jitter at ``elevation_deg`` (default: the fixed elevation)."""
+        if self.mode == "fixed":
+            return self.delay_s + self.processing_delay_s
+        el = self.elevation_deg if elevation_deg is None else elevation_deg
+        d_km = slant_range_scalar_km(self.altitude_km, el)
+        return self.hops * d_km / SPEED_OF_LIGHT_KM_S + self.processing_delay_s
+
+
+@dataclass(frozen=True)
+class VisibilityConfig:
+    """When the satellite can be used: ``always``, explicit ``windows``, or ``periodic`` passes.
+
+    ``windows_s`` is a sequence of ``(start_s, end_s)``. ``periodic`` windows start at
+    ``first_start_s + k * period_s`` and last ``duration_s`` (default: the pass duration from the
+    delay geometry when ``elevation_mode = "pass"``). ``outside`` says what the message at the
+    head of the queue does when no window is open: ``wait`` for the next one, or ``drop``.
+
+    >>> VisibilityConfig(mode="periodic", first_start_s=0.0, duration_s=600.0, period_s=5700.0)
+    ... # doctest: +ELLIPSIS
+    VisibilityConfig(mode='periodic', ...)
+    """
+
+    mode: str = "always"
+    windows_s: tuple[tuple[float, float], ...] = ()
+    first_start_s: float = 0.0
+    duration_s: float | None = None
+    period_s: float | None = None
+    outside: str = "wait"
+
+    def __post_init__(self) -> None:
+        channel_choice("channel.visibility.mode", self.mode, VISIBILITY_MODES)
+        channel_choice("channel.visibility.outside", self.outside, OUTSIDE_MODES)
+        windows = tuple(tuple(w) for w in self.windows_s)  # accept lists from TOML/JSON
+        object.__setattr__(self, "windows_s", windows)
+        if self.mode == "windows":
+            if not windows:
+                raise ChannelConfigError(
+                    "channel.visibility.windows_s is empty with mode = 'windows' and "
+                    f"outside = {self.outside!r}; allowed: at least one [start_s, end_s] window "
+                    "with 0 <= start_s < end_s (or mode = 'always')"
+                )
+            prev_end = -math.inf
+            for i, w in enumerate(windows):
+                name = f"channel.visibility.windows_s[{i}]"
+                if len(w) != 2:
+                    raise ChannelConfigError(f"{name} = {list(w)!r}: expected [start_s, end_s]")
+                start = channel_real(f"{name}[0]", w[0], lo=0.0)
+                end = channel_real(f"{name}[1]", w[1], lo=start, lo_open=True)
+                if start < prev_end:
+                    raise ChannelConfigError(
+                        f"{name} = {list(w)!r} starts before the previous window ends "
+                        f"({prev_end:g}); allowed: sorted, non-overlapping windows"
+                    )
+                prev_end = end
+        channel_real("channel.visibility.first_start_s", self.first_start_s, lo=0.0)
+        if self.mode == "periodic":
+            if self.period_s is None:
+                raise ChannelConfigError(
+                    "channel.visibility.period_s is missing; mode = 'periodic' needs period_s > 0"
+                )
+            channel_real("channel.visibility.period_s", self.period_s, lo=0.0, lo_open=True)
+        if self.duration_s is not None:
+            hi = self.period_s if self.mode == "periodic" and self.period_s is not None else None
+            channel_real(
+                "channel.visibility.duration_s", self.duration_s, lo=0.0, lo_open=True, hi=hi
+            )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss model: ``none``, ``bernoulli`` (loss probability ``p``), ``gilbert-elliott``
+    (``p`` = P(good->bad), ``r`` = P(bad->good), loss ``loss_good`` / ``loss_bad`` in each state),
+    ``budget-per`` (erasure with the link budget's PER at the current elevation) or
+    ``bit-errors`` (flip bits at the budget's BER; the receiver's CRC decides).
+
+    >>> round(LossConfig("gilbert-elliott", p=0.01, r=0.2, loss_bad=0.8).stationary_loss(), 4)
+    0.0381
+    """
+
+    model: str = "none"
+    p: float = 0.0
+    r: float = 1.0
+    loss_good: float = 0.0
+    loss_bad: float = 1.0
+
+    def __post_init__(self) -> None:
+        channel_choice("channel.loss.model", self.model, LOSS_MODELS)
+        for name in ("p", "r", "loss_good", "loss_bad"):
+            channel_real(f"channel.loss.{name}", getattr(self, name), lo=0.0, hi=1.0)
+
+    def stationary_loss(self) -> float:
+        """Long-run loss probability per transmission (budget models: not defined, NaN)."""
+        if self.model == "none":
+            return 0.0
+        if self.model == "bernoulli":
+            return float(self.p)
+        if self.model == "gilbert-elliott":
+            return gilbert_elliott_stationary_loss(self.p, self.r, self.loss_good, self.loss_bad)
+        return math.nan
+
+
+@dataclass(frozen=True)
+class ArqConfig:
+    """Return link and ARQ: ``none``, ``selective-repeat`` (every message NAKed/ACKed over the
+    return link and resent up to ``max_retries`` times), or ``reliable-first-stage`` (only messages
+    the sender tags ``reliable=True`` are repeated; the rest are best effort, as LTP's red and
+    green parts, RFC 5326). ``return_delay_s`` defaults to the forward delay of the attempt.
+    """
+
+    mode: str = "none"
+    return_delay_s: float | None = None
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        channel_choice("channel.arq.mode", self.mode, ARQ_MODES)
+        if self.return_delay_s is not None:
+            channel_real("channel.arq.return_delay_s", self.return_delay_s, lo=0.0, hi=86_400.0)
+        channel_int("channel.arq.max_retries", self.max_retries, lo=0, hi=1000)
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Everything the link needs. ``budget`` is required by the ``budget-per`` and
+    ``bit-errors`` loss models.
+
+    >>> LinkConfig(rate_bps=-1.0)
+    Traceback (most recent call last):
+    ...
+    satlink.config.ChannelConfigError: channel.rate_bps = -1.0 is out of range; allowed: > 0
+    """
+
+    rate_bps: float = 2400.0
+    queue_limit_packets: int | None = None
+    min_interval_s: float = 0.0
+    max_message_bytes: int | None = None
+    delay: DelayConfig = field(default_factory=DelayConfig)
+    visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    arq: ArqConfig = field(default_factory=ArqConfig)
+    budget: BudgetConfig | None = None
+
+    def __post_init__(self) -> None:
+        channel_real("channel.rate_bps", self.rate_bps, lo=0.0, lo_open=True)
+        if self.queue_limit_packets is not None:
+            channel_int("channel.queue_limit_packets", self.queue_limit_packets, lo=1)
+        channel_real("channel.min_interval_s", self.min_interval_s, lo=0.0, hi=86_400.0)
+        if self.max_message_bytes is not None:
+            channel_int("channel.max_message_bytes", self.max_message_bytes, lo=1)
+        for name, typ in (
+            ("delay", DelayConfig),
+            ("visibility", VisibilityConfig),
+            ("loss", LossConfig),
+            ("arq", ArqConfig),
+        ):
+            if not isinstance(getattr(self, name), typ):
+                raise ChannelConfigError(f"channel.{name}: expected a {typ.__name__}")
+        if self.loss.model in ("budget-per", "bit-errors") and self.budget is None:
+            raise ChannelConfigError(
+                f"channel.loss.model = {self.loss.model!r} needs a link budget; add a [budget] "
+                "section (freq_hz, eirp_dbw, gt_dbk) or choose another model"
+            )
+        if self.delay.elevation_mode == "pass" and self.visibility.mode == "always":
+            raise ChannelConfigError(
+                "channel.delay.elevation_mode = 'pass' needs passes: set channel.visibility.mode "
+                "to 'windows' or 'periodic'"
+            )
+        if self.visibility.mode == "periodic" and self.visibility.duration_s is None:
+            if self.delay.elevation_mode != "pass":
+                raise ChannelConfigError(
+                    "channel.visibility.duration_s is missing; allowed: 0 < duration_s <= "
+                    "period_s (or channel.delay.elevation_mode = 'pass' to take the pass's)"
+                )
+            pass_s = self.pass_duration_s()
+            assert self.visibility.period_s is not None  # checked by VisibilityConfig
+            if pass_s > self.visibility.period_s:
+                raise ChannelConfigError(
+                    f"channel.visibility.period_s = {self.visibility.period_s!r} is shorter than "
+                    f"the pass ({pass_s:.1f} s); allowed: period_s >= pass duration"
+                )
+
+    def pass_duration_s(self) -> float:
+        cp = self.delay.circular_pass()
+        return cp.duration_s if cp is not None else math.nan
+
+    def window_duration_s(self) -> float | None:
+        """Duration of periodic windows (given or from the pass); None for other modes."""
+        v = self.visibility
+        if v.mode != "periodic":
+            return None
+        return v.duration_s if v.duration_s is not None else self.pass_duration_s()

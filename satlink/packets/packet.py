@@ -1,0 +1,109 @@
+"""What a parsed packet is: :class:`IndexPacket` (RVQ indices) or :class:`BytesPacket` (a slice
+of a file), both with the fields every packet has (:class:`Packet`) and the exact bytes checked.
+
+``to_bytes`` encodes the fields again and gives back ``raw`` for every packet the parser
+accepts: the encoding is canonical, one set of fields per byte string.
+
+>>> from satlink.packets import packetize_bytes, parse_packet
+>>> p = parse_packet(packetize_bytes(b"hello", 20, message_id=4)[0])
+>>> type(p).__name__, p.message_id, p.data, p.to_bytes() == p.raw
+('BytesPacket', 4, b'hello', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from satlink.packets.format import CONTENT_TYPE_CODES, PayloadKind
+from satlink.packets.packetize import (
+    cached_position_order,
+    encode_bytes_packet,
+    encode_index_packet,
+)
+
+__all__ = ["BytesPacket", "IndexPacket", "Packet"]
+
+
+@dataclass(eq=False, slots=True)
+class Packet:
+    """Fields every packet has. ``parse_packet`` returns an :class:`IndexPacket` or a
+    :class:`BytesPacket`; ``raw`` holds the exact bytes that were checked.
+
+    Treat packets as read-only (``indices`` is a read-only array). They are not frozen
+    dataclasses because a frozen ``__init__`` costs ~4 us per packet, a fifth of the
+    parse budget (docs/BENCHMARKS.md).
+    """
+
+    size_bytes: int
+    version: int
+    kind: PayloadKind
+    message_id: int
+    seq: int
+    total: int  # packets in the whole message (derived: see PACKET_FORMAT.md)
+    raw: bytes
+
+
+@dataclass(eq=False, slots=True)
+class IndexPacket(Packet):
+    """A packet of RVQ indices. ``indices`` belong at flat positions :attr:`positions` of
+    stage :attr:`stage` in the ``[stages, h, w]`` index array."""
+
+    order: str  # "stage-major" or "position-major"
+    interleave: bool
+    model_id: int
+    num_stages: int
+    bits_per_index: int
+    image_size: tuple[int, int]  # (height_px, width_px)
+    downsample_log2: int
+    latent_shape: tuple[int, int]  # (h, w) = ceil(image_size / 2**downsample_log2)
+    stage: int
+    first_position: int  # offset into position_order(latent_shape, interleave=...)
+    num_indices: int
+    indices: np.ndarray  # uint16 [num_indices], read-only
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Flat latent positions (``y * w + x``) of :attr:`indices`."""
+        order = cached_position_order(self.latent_shape[0], self.latent_shape[1], self.interleave)
+        return order[self.first_position : self.first_position + self.num_indices]
+
+    def to_bytes(self) -> bytes:
+        """Encode the fields again; equals :attr:`raw` for every packet the parser accepts."""
+        return encode_index_packet(
+            self.size_bytes,
+            self.message_id,
+            self.seq,
+            self.order,
+            self.interleave,
+            self.model_id,
+            self.num_stages,
+            self.bits_per_index,
+            self.image_size,
+            self.stage,
+            self.downsample_log2,
+            self.indices,
+        )
+
+
+@dataclass(eq=False, slots=True)
+class BytesPacket(Packet):
+    """A packet holding ``data``, the slice ``[byte_offset, byte_offset + len(data))`` of a
+    file of ``file_size_bytes`` bytes."""
+
+    file_size_bytes: int
+    content_type: str
+    byte_offset: int
+    data: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode the fields again; equals :attr:`raw` for every packet the parser accepts."""
+        return encode_bytes_packet(
+            self.size_bytes,
+            self.message_id,
+            self.seq,
+            self.file_size_bytes,
+            CONTENT_TYPE_CODES[self.content_type],
+            self.data,
+        )

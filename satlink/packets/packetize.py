@@ -1,0 +1,280 @@
+"""Sending side: split a ``ProgressiveCode`` (or an opaque file) into fixed-size packets.
+
+Packets go out in sequence-number order. Within a stage, packets carry latent positions in
+:func:`position_order` (raster, or an ordered-dither interleave that scatters a lost packet's
+holes over the image); across stages, ``order`` chooses stage-major (every prefix gives complete
+leading stages) or position-major (full quality over a growing part of the image). Every header
+field is derived from the code, so any packet can be placed without the others.
+
+>>> import numpy as np
+>>> from codec.code import ProgressiveCode
+>>> from satlink.packets.packetize import packetize
+>>> code = ProgressiveCode(np.zeros((2, 4, 4), np.uint16), (64, 64), 10, 1)
+>>> [len(p) for p in packetize(code, 30)]
+[30, 30, 30, 30]
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from satlink.packets import crc
+from satlink.packets.bitpack import pack_rows
+from satlink.packets.format import (
+    BYTES_HEADER,
+    BYTES_HEADER_SIZE_BYTES,
+    CONTENT_TYPE_CODES,
+    CRC_SIZE_BYTES,
+    DEFAULT_PACKET_SIZE_BYTES,
+    INDEX_HEADER,
+    INDEX_HEADER_DTYPE,
+    INDEX_HEADER_SIZE_BYTES,
+    MAX_PACKETS_PER_MESSAGE,
+    MAX_POSITIONS_PER_STAGE,
+    MAX_STAGES,
+    ORDERS,
+    Order,
+    PayloadKind,
+    byte0,
+    check_bits,
+    check_packet_size,
+    check_uint16,
+    downsample_log2_for,
+)
+from satlink.packets.sizing import byte_capacity, index_capacity
+
+if TYPE_CHECKING:
+    # Only the type: importing codec at run time pulls in torch (seconds), which transport-only
+    # users (channel simulation, decoding file messages) do not need.
+    from codec.code import ProgressiveCode
+
+__all__ = [
+    "cached_position_order",
+    "encode_bytes_packet",
+    "encode_index_packet",
+    "packetize",
+    "packetize_bytes",
+    "position_order",
+]
+
+
+@lru_cache(maxsize=64)
+def cached_position_order(h: int, w: int, interleave: bool) -> np.ndarray:
+    """:func:`position_order` without the argument checks (read-only, cached per geometry):
+    the parser asks for it once per packet."""
+    n = h * w
+    if not interleave:
+        order = np.arange(n, dtype=np.intp)
+    else:
+        # Ordered-dither (Bayer) rank of each position on the enclosing 2^L x 2^L grid: the
+        # lowest coordinate bits decide the most significant rank digit, so any run of
+        # consecutive ranks is spread evenly over the image, and the first half of all ranks
+        # is one checkerboard colour (no two 4-neighbours). Positions outside h x w are skipped.
+        levels = max(1, (max(h, w) - 1).bit_length())
+        y, x = np.divmod(np.arange(n, dtype=np.int64), w)
+        rank = np.zeros(n, dtype=np.int64)
+        for level in range(levels):  # loop over bit levels (<= 18), vectorised over positions
+            yb, xb = (y >> level) & 1, (x >> level) & 1
+            rank |= (((xb ^ yb) << 1) | yb) << (2 * (levels - 1 - level))
+        order = np.argsort(rank, kind="stable").astype(np.intp)
+    order.setflags(write=False)
+    return order
+
+
+def position_order(latent_shape: tuple[int, int], *, interleave: bool = False) -> np.ndarray:
+    """Flat latent positions (``y * w + x``) in the order packets carry them within a stage.
+
+    Packet ``j`` of a stage carries ``order[j * capacity : (j + 1) * capacity]``. Without
+    interleaving that is raster order; with it, a deterministic ordered-dither permutation,
+    so that a lost packet leaves scattered single holes instead of a band of rows.
+
+    >>> position_order((2, 2)).tolist(), position_order((2, 2), interleave=True).tolist()
+    ([0, 1, 2, 3], [0, 3, 1, 2])
+    """
+    h, w = (int(v) for v in latent_shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"latent_shape must be positive, got {latent_shape}")
+    return cached_position_order(h, w, bool(interleave))
+
+
+def encode_index_packet(
+    size_bytes: int,
+    message_id: int,
+    seq: int,
+    order: str,
+    interleave: bool,
+    model_id: int,
+    num_stages: int,
+    bits_per_index: int,
+    image_size: tuple[int, int],
+    stage: int,
+    downsample_log2: int,
+    indices: np.ndarray,
+) -> bytes:
+    """One index packet from its fields (no range checks: :class:`IndexPacket.to_bytes`
+    re-encodes fields the parser has already checked)."""
+    header = INDEX_HEADER.pack(
+        byte0(PayloadKind.INDICES, ORDERS.index(order), int(interleave)),
+        message_id,
+        seq,
+        model_id,
+        ((num_stages - 1) << 4) | (bits_per_index - 1),
+        image_size[0],
+        image_size[1],
+        (stage << 4) | downsample_log2,
+    )
+    payload = np.zeros((1, size_bytes - INDEX_HEADER_SIZE_BYTES - CRC_SIZE_BYTES), np.uint8)
+    row = np.asarray(indices, dtype=np.uint16)[None]
+    return crc.seal(header + pack_rows(row, bits_per_index, payload).tobytes())
+
+
+def encode_bytes_packet(
+    size_bytes: int, message_id: int, seq: int, file_size_bytes: int, content_code: int, data: bytes
+) -> bytes:
+    """One bytes packet holding ``data`` (zero-padded to ``size_bytes``); no range checks."""
+    header = BYTES_HEADER.pack(
+        byte0(PayloadKind.BYTES), message_id, seq, file_size_bytes, content_code
+    )
+    pad = size_bytes - BYTES_HEADER_SIZE_BYTES - CRC_SIZE_BYTES - len(data)
+    return crc.seal(header + bytes(data) + bytes(pad))
+
+
+def packetize(
+    code: ProgressiveCode,
+    packet_size_bytes: int = DEFAULT_PACKET_SIZE_BYTES,
+    *,
+    message_id: int = 0,
+    order: Order = "stage-major",
+    interleave: bool = False,
+) -> list[bytes]:
+    """Split a code's indices into fixed-size packets, in sending order (``seq`` order).
+
+    ``order="stage-major"`` (default) sends all of stage 1, then stage 2, and so on, so any
+    prefix of the packet list gives complete leading stages. ``"position-major"`` sends every
+    stage of the first slice of positions, then of the next slice: full quality over a
+    growing part of the image. Packets never mix stages in either order. ``interleave=True``
+    fills each packet with positions spread over the whole image (:func:`position_order`).
+
+    >>> import numpy as np
+    >>> from codec.code import ProgressiveCode
+    >>> from satlink.packets import parse_packet
+    >>> code = ProgressiveCode(np.zeros((5, 32, 48), np.uint16), (512, 768), 10, 1)
+    >>> packets = packetize(code, message_id=42, interleave=True)
+    >>> len(packets), len(packets[0])
+    (30, 360)
+    >>> parse_packet(packets[7]).stage, parse_packet(packets[7]).first_position
+    (1, 274)
+    """
+    check_packet_size(packet_size_bytes)
+    if order not in ORDERS:
+        raise ValueError(f"order = {order!r} is not one of {ORDERS}")
+    indices = np.asarray(code.indices)
+    if indices.ndim != 3:
+        raise ValueError(f"indices must be [stages, h, w], got shape {indices.shape}")
+    num_stages, h, w = (int(v) for v in indices.shape)
+    b = int(code.bits_per_index)
+    check_bits(b)
+    if not 1 <= num_stages <= MAX_STAGES:
+        raise ValueError(f"the format carries 1..{MAX_STAGES} stages, the code has {num_stages}")
+    if not 1 <= h * w <= MAX_POSITIONS_PER_STAGE:
+        raise ValueError(
+            f"latent {h}x{w} = {h * w} positions is outside 1..{MAX_POSITIONS_PER_STAGE}"
+        )
+    if indices.size and int(indices.max()) >= 1 << b:
+        raise ValueError(f"index {int(indices.max())} does not fit {b} bits")
+    image_size = (int(code.image_size[0]), int(code.image_size[1]))
+    for name, value in (
+        ("message_id", message_id),
+        ("model_id", code.model_id),
+        ("image height_px", image_size[0]),
+        ("image width_px", image_size[1]),
+    ):
+        check_uint16(name, int(value))
+    if min(image_size) < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    k = downsample_log2_for(image_size, (h, w))
+    model_id = int(code.model_id)
+
+    cap = index_capacity(packet_size_bytes, b)
+    positions = h * w
+    pps = -(-positions // cap)
+    total = num_stages * pps
+    if total > MAX_PACKETS_PER_MESSAGE:
+        raise ValueError(
+            f"the code needs {total} packets of {packet_size_bytes} bytes; one message holds at "
+            f"most {MAX_PACKETS_PER_MESSAGE} (16-bit seq): use larger packets"
+        )
+    # One vectorised pass builds every packet body (header + payload) in seq order; only the
+    # CRC is computed per packet.
+    flat = indices.reshape(num_stages, positions)
+    if interleave:
+        flat = np.take(flat, cached_position_order(h, w, True), axis=1)
+    rows = np.zeros((num_stages, pps * cap), dtype=np.uint16)
+    rows[:, :positions] = flat  # zero indices past the end pack to zero padding bits
+    rows = rows.reshape(num_stages, pps, cap)
+    seqs = np.arange(total)
+    if order == "position-major":
+        chunks, stages = np.divmod(seqs, num_stages)
+    else:
+        stages, chunks = np.divmod(seqs, pps)
+    body_size = packet_size_bytes - CRC_SIZE_BYTES
+    bodies = np.zeros((total, body_size), dtype=np.uint8)
+    headers = np.zeros(total, dtype=INDEX_HEADER_DTYPE)
+    headers["byte0"] = byte0(PayloadKind.INDICES, ORDERS.index(order), int(interleave))
+    headers["message_id"] = message_id
+    headers["seq"] = seqs
+    headers["model_id"] = model_id
+    headers["stages_bits"] = ((num_stages - 1) << 4) | (b - 1)
+    headers["height_px"], headers["width_px"] = image_size
+    headers["stage_ds"] = (stages << 4) | k
+    bodies[:, :INDEX_HEADER_SIZE_BYTES] = headers.view(np.uint8).reshape(total, -1)
+    pack_rows(rows[stages, chunks], b, bodies[:, INDEX_HEADER_SIZE_BYTES:])
+    bodies = bodies.tobytes()
+    crc32c = crc.crc32c_function  # bound once: the loop below runs once per packet
+    packets = []
+    for start in range(0, total * body_size, body_size):
+        body = bodies[start : start + body_size]
+        packets.append(body + crc32c(body).to_bytes(CRC_SIZE_BYTES, "big"))
+    return packets
+
+
+def packetize_bytes(
+    data: bytes,
+    packet_size_bytes: int = DEFAULT_PACKET_SIZE_BYTES,
+    *,
+    message_id: int = 0,
+    content_type: str = "application/octet-stream",
+) -> list[bytes]:
+    """Split an opaque file (AVIF, JPEG, ...) into fixed-size packets with the same CRC.
+
+    >>> from satlink.packets import reassemble_bytes
+    >>> packets = packetize_bytes(b"x" * 1000, 360, message_id=3, content_type="image/avif")
+    >>> len(packets), reassemble_bytes(packets[::-1]).data == b"x" * 1000
+    (3, True)
+    """
+    check_packet_size(packet_size_bytes)
+    check_uint16("message_id", message_id)
+    if content_type not in CONTENT_TYPE_CODES:
+        raise ValueError(
+            f"content_type {content_type!r} is not one of {sorted(CONTENT_TYPE_CODES)}"
+        )
+    data = bytes(data)
+    if len(data) > 0xFFFFFFFF:
+        raise ValueError(f"file of {len(data)} bytes does not fit the 32-bit size field")
+    cap = byte_capacity(packet_size_bytes)
+    total = max(1, -(-len(data) // cap))
+    if total > MAX_PACKETS_PER_MESSAGE:
+        raise ValueError(
+            f"{len(data)} bytes need {total} packets of {packet_size_bytes} bytes; one message "
+            f"holds at most {MAX_PACKETS_PER_MESSAGE}: use larger packets"
+        )
+    code = CONTENT_TYPE_CODES[content_type]
+    return [
+        encode_bytes_packet(
+            packet_size_bytes, message_id, seq, len(data), code, data[seq * cap : (seq + 1) * cap]
+        )
+        for seq in range(total)
+    ]
