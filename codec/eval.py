@@ -243,6 +243,7 @@ def evaluate(
     workers: int = 1,
     progress: bool = False,
     budget_label: str = "",
+    effort: int = 0,
 ) -> dict[str, dict]:
     """Score ``codec`` and the selected classical codecs on ``images`` (name -> image).
 
@@ -253,7 +254,8 @@ def evaluate(
     codec may use (default the same). ``select``: ``"each"`` reports a classical codec's best
     PSNR and best MS-SSIM over the fitting candidates (possibly different files),
     ``"ms-ssim"``/``"psnr"`` both scores of the one file best by that metric. ``workers > 1``
-    runs the classical searches in that many processes.
+    runs the classical searches in that many processes. ``effort`` is the RVQ encoder's
+    refinement steps (:meth:`codec.Codec.encode`); encode times include it.
     """
     names = _parse_codecs(codecs)
     if select not in ("each", "ms-ssim", "psnr"):
@@ -294,7 +296,7 @@ def evaluate(
             pixels = rgb.shape[0] * rgb.shape[1]
             try:
                 t0 = time.perf_counter()
-                code = codec.encode(rgb)
+                code = codec.encode(rgb, effort=effort)
                 enc_s = time.perf_counter() - t0
             except CodecInputError as exc:
                 raise EvalError(f"image {name}: {exc}") from None
@@ -381,7 +383,7 @@ def evaluate(
             desc = (
                 f"Progressive RVQ codec {codec.name} (model id {codec.model_id}), "
                 f"{codec.num_stages} stages of {codec.config.codebook_size} codes; "
-                f"one entry per stage count; {budget_text}"
+                f"one entry per stage count; encoder effort {effort}; {budget_text}"
             )
             doc: dict[str, Any] = {"name": codec.name, "description": desc, "results": results}
             usage = codebook_usage(codes, codec.config.codebook_size)
@@ -428,6 +430,7 @@ def run_eval(
     budget_label: str = "",
     workers: int = 1,
     select: str = "each",
+    effort: int = 0,
 ) -> dict:
     """Evaluate on the images in ``data_dir``, write the JSON files and the RD plot.
 
@@ -462,6 +465,7 @@ def run_eval(
         workers=workers,
         progress=progress,
         budget_label=budget_label,
+        effort=effort,
     )
     for doc in results.values():
         doc["data"] = str(Path(data_dir))

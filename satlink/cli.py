@@ -32,6 +32,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         interleave=args.interleave,
         lpips_weights=args.lpips_weights,
         dists_weights=args.dists_weights,
+        effort=args.effort,
     )
     print(result.summary_table())
     print(f"wrote {args.out}/")
@@ -43,7 +44,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from satlink.packets import encode_to_files
 
     paths = encode_to_files(
-        default_codec().encode(args.image),
+        default_codec().encode(args.image, effort=args.effort),
         args.out,
         packet_size_bytes=args.packet_size,
         interleave=args.interleave,
@@ -134,6 +135,7 @@ def _cmd_codec_eval(args: argparse.Namespace) -> int:
         limit=args.limit or None,
         workers=args.workers,
         budget_label=f"whole {args.packet_size}-byte packets, headers included",
+        effort=args.effort,
     )
     for name, path in results["files"].items():
         print(f"{name}: {path}")
@@ -157,10 +159,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         budget_packets=args.budget_packets,
         overrides=args.set,
         progress=not args.quiet,
+        effort=args.effort,
     )
     print(result.summary_table())
     print(f"wrote {args.out}/")
     return 0
+
+
+def _add_effort(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encoder refinement steps for the RVQ code (0..100, default 0): better indices for "
+        "the same decoder, about 5 decoder passes of time per step",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--lpips-weights", type=Path, help="local LPIPS weight file (optional)")
     sp.add_argument("--dists-weights", type=Path, help="local DISTS weight file (optional)")
+    _add_effort(sp)
     add_common(sp)
     sp.set_defaults(func=_cmd_replay)
 
@@ -212,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--interleave", action="store_true")
     sp.add_argument("--message-id", type=int, default=1)
+    _add_effort(sp)
     sp.set_defaults(func=_cmd_encode)
 
     sp = sub.add_parser("decode", help="decode whatever packet files are present")
@@ -249,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="packets for classical payloads (default: as many as the RVQ code)",
     )
     sp.add_argument("--out", required=True, type=Path)
+    _add_effort(sp)
     add_common(sp)
     sp.set_defaults(func=_cmd_sweep)
 
@@ -268,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=0, help="use only the first N images")
     sp.add_argument("--workers", type=int, default=2, help="processes for the classical search")
     sp.add_argument("--quiet", action="store_true")
+    _add_effort(sp)
     sp.set_defaults(func=_cmd_codec_eval)
     return p
 

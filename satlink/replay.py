@@ -103,15 +103,17 @@ def encode_payload(
     codec: Codec,
     budget_packets: int | None = None,
     message_id: int = 1,
+    effort: int = 0,
 ) -> Payload:
     """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``).
 
     A classical file is the best that fits ``budget_packets`` packets (default: as many as the
     RVQ code of this image takes on this packet layout); when none fits, ``plan`` is None.
+    ``effort`` > 0 refines the RVQ encoding for this picture (``codec.Codec.encode``).
     """
     size = scenario.packets.size_bytes
     if payload == "rvq":
-        code = codec.encode(image)
+        code = codec.encode(image, effort=effort)
         packets = packetize(
             code,
             size,
@@ -120,7 +122,7 @@ def encode_payload(
             interleave=scenario.packets.interleave,
         )
         reliable = [parse_packet(p).stage == 0 for p in packets]
-        info = {"payload": "rvq", "packets": len(packets)}
+        info = {"payload": "rvq", "packets": len(packets), "effort": effort}
         return Payload(plan_transmission(packets, scenario, reliable), info, code)
     if payload not in PAYLOADS:
         raise ValueError(f"payload {payload!r}: choose from {', '.join(PAYLOADS)}")
@@ -129,7 +131,12 @@ def encode_payload(
 
     if budget_packets is None:
         budget_packets = len(
-            packetize(codec.encode(image), size, order=scenario.packets.order, message_id=0)
+            packetize(
+                codec.encode(image, effort=effort),
+                size,
+                order=scenario.packets.order,
+                message_id=0,
+            )
         )
     content_type = CLASSICAL_CODECS[payload].content_type
     if content_type not in CONTENT_TYPES.values():  # the packet header must be able to say it
@@ -387,13 +394,15 @@ def replay(
     cache: DecodeCache | None = None,
     keep_images: bool = True,
     message_id: int = 1,
+    effort: int = 0,
 ) -> ReplayResult:
     """Replay one transfer and, with ``out_dir``, write the full report folder.
 
     ``scenario`` is a preset name, a TOML path or a :class:`Scenario`; ``overrides`` are
     ``key=value`` strings as on the command line. ``payload`` is ``"rvq"`` (the progressive
     code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``
-    (default: as many as the RVQ code takes).
+    (default: as many as the RVQ code takes). ``effort`` > 0 refines the RVQ encoding of this
+    picture by that many gradient steps (slower to encode, same decoder and packets).
     """
     from codec import default_codec, load_image
 
@@ -417,7 +426,13 @@ def replay(
         _prepare_out(out)
 
     encoded = encode_payload(
-        source, payload, sc, budget_packets=budget_packets, message_id=message_id, codec=codec
+        source,
+        payload,
+        sc,
+        budget_packets=budget_packets,
+        message_id=message_id,
+        codec=codec,
+        effort=effort,
     )
     if encoded.plan is None:
         capacity = encoded.info["budget_packets"] * byte_capacity(sc.packets.size_bytes)

@@ -61,3 +61,44 @@ def test_small_images_refine_without_msssim() -> None:
     img = (np.random.default_rng(0).random((32, 40, 3)) * 255).astype(np.uint8)
     code = codec.encode(img, effort=2)
     assert code.image_size == (32, 40)
+
+
+def test_effort_reaches_the_packets_through_cli_and_api(photo, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from satlink.cli import main
+    from satlink.replay import encode_payload
+    from satlink.scenario import load_scenario
+
+    small = np.ascontiguousarray(photo[:64, :64])
+    Image.fromarray(small).save(tmp_path / "p.png")
+    assert (
+        main(["encode", str(tmp_path / "p.png"), "--out", str(tmp_path / "k"), "--effort", "2"])
+        == 0
+    )
+    assert len(list((tmp_path / "k").iterdir())) > 0
+    assert (
+        main(["encode", str(tmp_path / "p.png"), "--out", str(tmp_path / "n"), "--effort", "-1"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "effort" in err[0]
+    sc = load_scenario("bds3-rsmc-geo")
+    plain = encode_payload(small, "rvq", sc, codec=default_codec())
+    refined = encode_payload(small, "rvq", sc, codec=default_codec(), effort=2)
+    assert refined.info["effort"] == 2 and plain.info["effort"] == 0
+    assert np.array_equal(refined.code.indices, default_codec().encode(small, effort=2).indices)
+
+
+def test_sweep_with_effort_matches_the_replay_with_effort(photo) -> None:
+    from satlink.replay import replay
+    from satlink.sweep import sweep
+
+    small = np.ascontiguousarray(photo[:64, :96])
+    swept = sweep("bds3-rsmc-geo", images=small, seeds=1, workers=0, effort=1, plots=False)
+    plain = sweep("bds3-rsmc-geo", images=small, seeds=1, workers=0, plots=False)
+    rep = swept.replications[0]
+    replayed = replay("bds3-rsmc-geo", small, seed=rep["seed"], effort=1, keep_images=False)
+    assert rep["final_ms_ssim"] == replayed.summary["final_ms_ssim"]
+    assert rep["key"] != plain.replications[0]["key"]  # effort is part of a replication's key
+    assert rep["final_ms_ssim"] != plain.replications[0]["final_ms_ssim"]

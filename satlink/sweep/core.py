@@ -61,6 +61,7 @@ def _plan(
     budget_packets: int | None,
     model: str,
     fingerprint: str,
+    effort: int = 0,
 ) -> list[_Group]:
     """Every replication in table order: point, payload, image, replicate."""
     groups = []
@@ -72,10 +73,15 @@ def _plan(
             budget = budget_packets if payload != "rvq" else None
             for ii, img in enumerate(images):
                 group = _Group(
-                    worker.Work(sc_json, sc.origin, img.digest, model, fingerprint), payload, budget
+                    worker.Work(sc_json, sc.origin, img.digest, model, fingerprint, effort),
+                    payload,
+                    budget,
                 )
+                # Effort changes the indices, so it is part of a replication's identity; effort
+                # 0 keeps the keys of runs made before effort existed.
+                model_key = f"{fingerprint}+effort{effort}" if effort else fingerprint
                 for r, seed in enumerate(seeds):
-                    key = replication_key(physics, img.digest, payload, budget, seed, fingerprint)
+                    key = replication_key(physics, img.digest, payload, budget, seed, model_key)
                     rep = Replication(
                         pi, tuple(point.items()), payload, img.label, ii, r, seed, key
                     )
@@ -119,6 +125,7 @@ def _jobs(
                     packets,
                     g.budget_packets,
                     g.work.model_fingerprint,
+                    g.work.effort,
                 ]
             )
         )
@@ -159,6 +166,7 @@ def sweep(
     cache_entries: int = 4096,
     chunk_size: int | None = None,
     plots: bool = True,
+    effort: int = 0,
 ) -> SweepResult:
     """Run (or resume) a Monte Carlo sweep and, with ``out_dir``, write its tables and plots.
 
@@ -170,7 +178,8 @@ def sweep(
     ``rvq avif jxl jpeg``; ``budget_packets``: packets for the classical files (default: as
     many as the RVQ code); ``overrides``: ``KEY=VALUE`` strings applied before the grid;
     ``model``: a model name or ``.pt`` path (default: ``codec.zoo.DEFAULT_MODEL``);
-    ``decode_cache=False`` decodes every preview afresh (the benchmark's baseline).
+    ``decode_cache=False`` decodes every preview afresh (the benchmark's baseline);
+    ``effort``: encoder-side refinement steps for the RVQ code (``codec.Codec.encode``).
 
     >>> r = sweep("bds3-rsmc-geo", grid={"channel.loss.p": [0.0, 0.2]}, seeds=10,
     ...           payloads=["rvq", "jpeg"], workers=0)                  # doctest: +SKIP
@@ -180,6 +189,7 @@ def sweep(
     seeds = check_int("seeds", seeds, 1)
     workers = check_int("workers", workers, 0)
     cache_entries = check_int("cache_entries", cache_entries, 1)
+    effort = check_int("effort", effort, 0)
     if budget_packets is not None:
         budget_packets = check_int("budget_packets", budget_packets, 1)
     if chunk_size is not None:
@@ -198,7 +208,9 @@ def sweep(
         model = DEFAULT_MODEL
     model = str(model)
     fingerprint = worker.model_fingerprint(model)
-    groups = _plan(points, payload_list, image_list, seed_list, budget_packets, model, fingerprint)
+    groups = _plan(
+        points, payload_list, image_list, seed_list, budget_packets, model, fingerprint, effort
+    )
     reps = [r for g in groups for r in g.reps]
 
     out = Path(out_dir) if out_dir is not None else None

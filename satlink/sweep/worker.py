@@ -36,6 +36,7 @@ class Work:
     image_digest: str
     model: str
     model_fingerprint: str
+    effort: int = 0  # encoder-side refinement steps (codec.encode's effort)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ def prepare(
     sc: Scenario,
     budget_packets: int | None,
     codec: Any,
+    effort: int = 0,
 ) -> Payload:
     """The payload's packets on this grid point's packet layout (cached per worker thread).
 
@@ -163,14 +165,20 @@ def prepare(
     here; a file that does not fit is an outcome (nothing is sent), not an error.
     """
     p = sc.packets
-    key = (image_digest, payload, p.size_bytes, p.fragment_bytes, p.order, p.interleave)
+    key = (image_digest, payload, p.size_bytes, p.fragment_bytes, p.order, p.interleave, effort)
     if payload != "rvq" and budget_packets is None:
-        rvq = prepare(state, pixels, image_digest, "rvq", sc, None, codec)
+        rvq = prepare(state, pixels, image_digest, "rvq", sc, None, codec, effort)
         budget_packets = rvq.info["packets"]
     return state.payloads.remember(
         (*key, budget_packets),
         lambda: encode_payload(
-            pixels, payload, sc, codec=codec, budget_packets=budget_packets, message_id=1
+            pixels,
+            payload,
+            sc,
+            codec=codec,
+            budget_packets=budget_packets,
+            message_id=1,
+            effort=effort,
         ),
     )
 
@@ -282,7 +290,14 @@ def run_prep(job: PrepJob, pixels: np.ndarray) -> tuple[str, Payload]:
     codec = load_worker_codec(job.work.model, job.work.model_fingerprint)
     sc = worker_scenario(state, job.work)
     payload = prepare(
-        state, pixels, job.work.image_digest, job.payload, sc, job.budget_packets, codec
+        state,
+        pixels,
+        job.work.image_digest,
+        job.payload,
+        sc,
+        job.budget_packets,
+        codec,
+        job.work.effort,
     )
     return job.key, Payload(payload.plan, payload.info)  # without the code: less to ship
 
