@@ -528,13 +528,59 @@ class Trainer:
         log.close()
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
+OPTION_HELP = {
+    "steps": "total steps of the schedule (a resumed run continues to this count)",
+    "batch_size": "crops per step",
+    "crop_px": "side of the square training crops, px (multiple of 16)",
+    "lr": "peak Adam learning rate",
+    "warmup_steps": "linear warm-up steps before the cosine decay to 10%%",
+    "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",
+    "msssim_weight": "share of (1 - MS-SSIM) in the distortion, the rest L1",
+    "chroma_weight": "weight of the chroma L1 term (keeps colour)",
+    "commit_weight": "commitment loss weight, MSE(z, sg(z_q))",
+    "erasure_prob": "share of samples trained with random index holes",
+    "erasure_max_rate": "largest hole rate drawn for such a sample",
+    "kmeans_batches": "batches of latents for the codebooks' k-means start",
+    "dead_after_steps": "steps unused before a code is revived",
+    "gan_weight": "PatchGAN loss weight (0: off)",
+    "gan_start_step": "step at which the PatchGAN phase starts",
+    "val_every": "steps between validation passes",
+    "ckpt_every": "steps between checkpoints (OUT/last.ckpt)",
+    "log_every": "steps between training-loss records in OUT/log.jsonl",
+    "max_side_px": "downscale training images to at most this long side, px",
+    "seed": "seed of crops, erasures and initialisation",
+    "threads": "torch threads (0: torch's default)",
+    "device": "cpu, cuda, ...",
+    "channels_last": "channels-last memory layout (true/false)",
+    "bf16": "bf16 autocast for the convolutions (true/false)",
+    "config": "'tiny' or a JSON CodecConfig for a new model (empty: the default shape)",
+    "depth_sampling": "'all' depths per sample, or 'one' drawn per sample (6.5x cheaper)",
+    "encoder_grad": "'all' depths train the encoder, or only the 'full' depth",
+    "max_images": "use only the first N images (0: all)",
+    "progress": "progress bar on stderr (true/false)",
+    "max_wall_s": "stop this invocation after so many seconds, with a checkpoint (0: no limit)",
+    "export_every": "also write exported weights OUT/step_N.pt every N steps (0: never)",
+    "export_keep": "how many step_N.pt exports to keep",
+}
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train") -> TrainConfig:
     p = argparse.ArgumentParser(
-        prog="codec.train",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="folder of training images (never Kodak)")
+    p.add_argument(
+        "--data", required=True, help="folder of training images or a codec.pack .npz (never Kodak)"
+    )
     p.add_argument("--out", required=True, help="run folder for checkpoints and log.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     p.add_argument("--init-weights", default="", help="start from exported weights (fine-tune)")
@@ -542,18 +588,21 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         if f in ("data", "out"):
             continue
         flag = "--" + f.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default)
+        text = f"{OPTION_HELP[f]} (default {default!r})"
+        p.add_argument(
+            flag,
+            type=_bool if isinstance(default, bool) else type(default),
+            default=default,
+            help=text,
+        )
     args = p.parse_args(argv)
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "export":
-        p = argparse.ArgumentParser(prog="codec.train export", description="checkpoint -> weights")
+        p = argparse.ArgumentParser(prog=f"{prog} export", description="checkpoint -> weights")
         p.add_argument("ckpt", help="a training checkpoint (last.ckpt)")
         p.add_argument("dest", help="the .pt weight file to write")
         p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
@@ -562,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name)
         print(json.dumps(meta, indent=1))
         return
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     trainer = Trainer(TrainConfig(**fields))
     last = Path(args.out) / "last.ckpt"

@@ -210,3 +210,17 @@ def test_export_names_the_model(corpus, tmp_path, capsys) -> None:
     )
     loaded = codec.load_codec(tmp_path / "w.pt")
     assert (loaded.name, loaded.model_id) == ("progic-rvq-v2", 2)
+
+
+def test_every_training_option_has_help(capsys) -> None:
+    from codec.train import parse_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--help"], prog="satlink codec train")
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: satlink codec train")
+    assert "--depth-sampling" in text and "(default 'all')" in text
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "d", "--out", "o", "--bf16", "maybe"])
+    assert "expected true or false" in capsys.readouterr().err
