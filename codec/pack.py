@@ -2,7 +2,7 @@
 
 A GPU run gets only what travels with the repository (64 MiB in all), not ``../shared``. The
 pack re-encodes every training and validation image (split as ``codec.train`` splits a folder:
-every 20th file held out) as JPEG at quality 95, downscaled to at most ``max_side_px``, in one
+every 20th file held out) as JPEG at quality 90, downscaled to at most ``max_side_px``, in one
 ``.npz``. ``codec.train --data PACK.npz`` trains from it exactly as from the folder. Never build
 one from Kodak: :func:`codec.train.list_images` refuses a folder that holds it.
 
@@ -34,7 +34,8 @@ from PIL import Image
 
 __all__ = ["build_pack", "load_pack", "split_paths"]
 
-JPEG_QUALITY = 95
+# Quality 90 keeps the whole corpus under the 40 MiB a device run may carry (95 made 44 MiB).
+JPEG_QUALITY = 90
 
 
 def split_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -44,7 +45,7 @@ def split_paths(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return [p for p in paths if p not in held] or paths, val
 
 
-def _jpeg(path: Path, max_side_px: int) -> bytes:
+def _jpeg(path: Path, max_side_px: int, quality: int) -> bytes:
     with Image.open(path) as im:
         im = im.convert("RGB")
         scale = max_side_px / max(im.size)
@@ -52,18 +53,20 @@ def _jpeg(path: Path, max_side_px: int) -> bytes:
             size = (round(im.width * scale), round(im.height * scale))
             im = im.resize(size, Image.Resampling.LANCZOS)
         buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=JPEG_QUALITY)
+        im.save(buf, "JPEG", quality=quality)
         return buf.getvalue()
 
 
-def build_pack(data: str | Path, dest: str | Path, max_side_px: int = 768) -> dict:
+def build_pack(
+    data: str | Path, dest: str | Path, max_side_px: int = 768, quality: int = JPEG_QUALITY
+) -> dict:
     """Write the pack of the images under ``data`` to ``dest``; returns counts and size."""
     from codec.data import list_images  # the one place that refuses Kodak
 
     train, val = split_paths(list_images(data))
     arrays = {}
     for split, paths in (("train", train), ("val", val)):
-        blobs = [_jpeg(p, max_side_px) for p in paths]
+        blobs = [_jpeg(p, max_side_px, quality) for p in paths]
         arrays[f"{split}_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
         arrays[f"{split}_bytes"] = np.frombuffer(b"".join(blobs), np.uint8)
     dest = Path(dest)
@@ -75,6 +78,7 @@ def build_pack(data: str | Path, dest: str | Path, max_side_px: int = 768) -> di
         "val_images": len(val),
         "size_bytes": dest.stat().st_size,
         "max_side_px": max_side_px,
+        "jpeg_quality": quality,
     }
 
 
@@ -94,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("data", help="folder of training images (never Kodak)")
     p.add_argument("dest", help="the .npz file to write")
     p.add_argument("--max-side-px", type=int, default=768, help="downscale longer sides to this")
+    p.add_argument("--quality", type=int, default=JPEG_QUALITY, help="JPEG quality of the pack")
     args = p.parse_args(argv)
-    info = build_pack(args.data, args.dest, args.max_side_px)
+    info = build_pack(args.data, args.dest, args.max_side_px, args.quality)
     json.dump(info, sys.stdout, indent=1)
     print()
 

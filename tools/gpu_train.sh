@@ -20,7 +20,7 @@ else
     export PYTHONPATH="$PWD"
 fi
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
 python3 -m codec.train --data runs/pack.npz --out "$OUT/run" --device cuda --bf16 true \
     --batch-size 32 --crop-px 256 --steps 20000 --warmup-steps 500 --max-wall-s 480 \
     --ckpt-every 1000000 --export-every 1000 --export-keep 3 --val-every 1000 --progress false \
