@@ -3,7 +3,8 @@
 Run:  python benchmarks/bench_channel.py [--packets 100000] [--repeats 5] [--out FILE.md]
 
 "Full link" = bounded transmit queue, serialization at rate_bps, geometry propagation delay
-with jitter, Gilbert-Elliott loss, the per-event trace (built into numpy columns) and the
+with jitter, Gilbert-Elliott loss, the per-event trace (built into numpy columns, Eb/N0 and PER
+included) and the
 deliveries list in arrival order. No decoding. Each figure is the median of ``--repeats`` runs.
 
 Baselines measured in the same process:
@@ -32,6 +33,7 @@ from satlink.channel import (
     Link,
     LinkConfig,
     LossConfig,
+    ReturnLinkConfig,
     VisibilityConfig,
 )
 from satlink.scenario import load_scenario
@@ -82,6 +84,22 @@ VARIANTS: dict[str, LinkConfig] = {
         loss=FULL_LINK.loss,
         arq=ArqConfig("selective-repeat", max_retries=3),
     ),
+    "  + ARQ over a return link of messages (caps, interval, 5% loss), window 64": LinkConfig(
+        rate_bps=FULL_LINK.rate_bps,
+        queue_limit_packets=FULL_LINK.queue_limit_packets,
+        delay=FULL_LINK.delay,
+        loss=FULL_LINK.loss,
+        arq=ArqConfig("selective-repeat", max_retries=3, window_messages=64),
+        return_link=ReturnLinkConfig(
+            mode="messages", min_interval_s=0.5, loss_p=0.05, entries_per_message=32
+        ),
+    ),
+    "  Gilbert-Elliott stepping in time (step_s = 1.2) instead of per message": LinkConfig(
+        rate_bps=FULL_LINK.rate_bps,
+        queue_limit_packets=FULL_LINK.queue_limit_packets,
+        delay=FULL_LINK.delay,
+        loss=LossConfig("gilbert-elliott", p=0.05, r=0.3, loss_good=0.01, loss_bad=0.7, step_s=1.2),
+    ),
     "  + periodic visibility windows (wait)": LinkConfig(
         rate_bps=FULL_LINK.rate_bps,
         queue_limit_packets=FULL_LINK.queue_limit_packets,
@@ -127,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             "preset leo-pass-budget (pass geometry, bit-error injection)",
             lambda: leo.run([bytes(360)] * n_leo),
             n_leo,
+        )
+    )
+    tle = load_scenario("leo-tle-pass", ["channel.visibility.min_margin_db=-50"])
+    tle_link = tle.build_link(seed=1)
+    n_tle = min(n, 2_000)  # a day of passes holds ~2,300 messages
+    cases.append(
+        (
+            "preset leo-tle-pass (SGP4 track, bit errors; margin policy off)",
+            lambda: tle_link.run([bytes(360)] * n_tle),
+            n_tle,
         )
     )
     rates = median_rates(cases, k)

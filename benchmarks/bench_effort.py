@@ -57,10 +57,19 @@ def main() -> None:
     codec = load_codec(args.model) if args.model else default_codec()
     efforts = [int(e) for e in args.efforts.split(",")]
     paths = sorted(args.data.glob("*.png"))[: args.limit or None]
+    label = cpu_label()
     rows = []
+    if args.out.is_file():  # resume: a long run writes after every image
+        old = json.loads(args.out.read_text())
+        if old.get("model") == codec.name:
+            rows = [r for r in old["rows"] if r["effort"] in efforts]
+    done = {(r["image"], r["effort"]) for r in rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for path in paths:
         img = load_image(path)
         for effort in efforts:
+            if (path.name, effort) in done:
+                continue
             t0 = time.perf_counter()
             code = codec.encode(img, effort=effort)
             encode_s = time.perf_counter() - t0
@@ -77,10 +86,13 @@ def main() -> None:
             print(
                 path.name, effort, f"{encode_s:.1f} s", np.round(rows[-1]["ms_ssim"], 4), flush=True
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    label = cpu_label()
-    args.out.write_text(json.dumps({"cpu": label, "model": codec.name, "rows": rows}, indent=1))
-    print(f"\n{len(paths)} images, {codec.name}, {label}\n")
+            doc = {"cpu": label, "model": codec.name, "rows": rows}
+            args.out.write_text(json.dumps(doc, indent=1))
+    paths_done = {r["image"] for r in rows}
+    paths = [p for p in paths if p.name in paths_done]
+    print(
+        f"\n{len(paths)} images, {codec.name}, {label} (encode times: as measured, load included)\n"
+    )
     print("| effort | median encode s | MS-SSIM at 1 / 2 / 3 / 4 / 5 stages | PSNR dB at 1..5 |")
     print("|---|---|---|---|")
     for effort in efforts:

@@ -31,10 +31,11 @@ class CodecInputError(ValueError):
     """An image or code the codec cannot take; the message says what is wrong."""
 
 
-def load_image(source: ImageLike) -> np.ndarray:
+def load_image(source: ImageLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image as uint8 RGB ``[H, W, 3]``; greyscale, palette and RGBA are converted.
 
-    RGBA is composited on white, so transparent areas do not turn black.
+    RGBA is composited on white, so transparent areas do not turn black. With ``max_pixels``
+    a file is refused from its header, before its pixels are decoded.
     """
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
@@ -48,9 +49,16 @@ def load_image(source: ImageLike) -> np.ndarray:
             raise CodecInputError(f"image file not found: {label}")
     try:
         with Image.open(fp) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise CodecInputError(
+                    f"image {label} is {im.width}×{im.height} = {im.width * im.height} px "
+                    f"(from its header), over the limit of {max_pixels} px; not decoded"
+                )
             im.load()
             # Cameras store portrait shots as landscape pixels plus an EXIF rotation tag.
             return _pil_to_rgb(ImageOps.exif_transpose(im))
+    except CodecInputError:
+        raise
     except Image.DecompressionBombError as exc:
         raise CodecInputError(f"refusing image {label}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -146,7 +154,7 @@ class Codec:
             raise CodecInputError(f"effort must be an integer, got {effort!r}")
         if not 0 <= effort <= MAX_EFFORT:
             raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
-        x, size = self._to_tensor(load_image(image))
+        x, size = self._to_tensor(load_image(image, max_pixels=self.max_pixels))
         if effort:
             z = refine_latent(self.net, x, effort, size)
             with torch.inference_mode():

@@ -55,6 +55,13 @@ def load_codec(
         if not isinstance(blob, dict) or not {"config", "state_dict", "model_id"} <= set(blob):
             raise KeyError("it lacks the config, state_dict and model_id entries")
         config = CodecConfig.from_dict(blob["config"])
+        bad = [
+            k
+            for k, v in blob["state_dict"].items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if bad:  # NaN or inf weights decode to black pictures: refuse them here, by name
+            raise ValueError(f"tensor {bad[0]!r} holds NaN or infinite values")
         net = ProgressiveCodec(config)
         net.load_state_dict(blob["state_dict"])
     except EOFError:
@@ -69,7 +76,8 @@ def load_codec(
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         reason = (str(exc).strip("'\"").splitlines() or [""])[0][:200] or type(exc).__name__
         raise ModelNotFoundError(f"{path} is not a valid codec weight file: {reason}") from None
-    return Codec(net, int(blob["model_id"]), str(blob["name"]), max_pixels=max_pixels)
+    name = str(blob.get("name") or path.stem)
+    return Codec(net, int(blob["model_id"]), name, max_pixels=max_pixels)
 
 
 @functools.cache

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import erfc, erfcinv
 
 # The error family and the checks live in satlink.config (shared by every layer); ConfigError and
 # LinkBudgetError stay importable from here.
@@ -34,6 +33,14 @@ from satlink.config import (
     check_choice,
     check_int,
     check_real,
+)
+from satlink.modulation import (
+    MODULATIONS,
+    UNCODED_MODULATIONS,
+    ber_for_ebn0,
+    message_error_rate,
+    packet_error_rate,
+    required_ebn0_db,
 )
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "evaluate_budget",
     "format_budget_table",
     "fspl_db",
+    "message_error_rate",
     "packet_error_rate",
     "propagation_delay_s",
     "required_ebn0_db",
@@ -231,109 +239,8 @@ class ElevationProfile:
 # Bit and packet error rates
 # ---------------------------------------------------------------------------------------------
 
-# Coded schemes: BER after decoding versus Eb/N0 (dB), interpolated linearly in log10(BER).
-# Approximate points read off the usual published curves (soft-decision Viterbi for the CCSDS
-# K=7 r=1/2 code; CCSDS RS(255,223)+K=7 concatenation, interleaving depth 5; CCSDS turbo r=1/3,
-# 8920-bit frames; see CCSDS 130.1-G "TM Synchronization and Channel Coding - Summary of Concept
-# and Rationale"). Good to a few tenths of a dB; set required_ebn0_db to use a datasheet figure.
-_CODED_BER_TABLES: dict[str, tuple[tuple[float, float], ...]] = {
-    "bpsk-conv-k7-r1/2": (
-        (0.0, 1e-1),
-        (1.0, 3e-2),
-        (2.0, 4e-3),
-        (3.0, 3e-4),
-        (4.0, 2.5e-5),
-        (4.4, 1e-5),
-        (5.0, 1.5e-6),
-        (6.0, 5e-8),
-        (7.0, 1e-9),
-    ),
-    "bpsk-rs255-conv-k7": (
-        (1.0, 8e-2),
-        (1.5, 3e-2),
-        (2.0, 2e-3),
-        (2.25, 1e-4),
-        (2.5, 2e-6),
-        (2.75, 1e-8),
-        (3.0, 1e-10),
-    ),
-    "bpsk-turbo-r1/3": (
-        (0.0, 8e-2),
-        (0.3, 3e-2),
-        (0.5, 3e-3),
-        (0.7, 5e-5),
-        (0.9, 2e-6),
-        (1.2, 2e-7),
-        (1.5, 5e-8),
-    ),
-}
-UNCODED_MODULATIONS = ("bpsk", "qpsk")
-MODULATIONS: tuple[str, ...] = UNCODED_MODULATIONS + tuple(_CODED_BER_TABLES)
-_BER_FLOOR = 1e-300  # keeps log10 finite; far below anything a simulation can observe
-
-
-def ber_for_ebn0(ebn0_db: float | np.ndarray, modulation: str = "bpsk") -> Any:
-    """Bit error rate at ``ebn0_db`` for ``modulation`` (one of :data:`MODULATIONS`).
-
-    Uncoded BPSK and Gray-coded QPSK have the same BER per bit, 0.5 erfc(sqrt(Eb/N0)).
-    Coded schemes interpolate a table in the log domain and extrapolate its end slopes.
-
-    >>> f"{ber_for_ebn0(9.6):.1e}"
-    '9.7e-06'
-    """
-    check_choice("modulation", modulation, MODULATIONS, error=LinkBudgetError)
-    x = np.asarray(ebn0_db, dtype=float)
-    if modulation in UNCODED_MODULATIONS:
-        out = 0.5 * erfc(np.sqrt(10.0 ** (x / 10.0)))
-    else:
-        table = _CODED_BER_TABLES[modulation]
-        xs = np.array([p[0] for p in table])
-        ys = np.log10([p[1] for p in table])
-        log_ber = np.interp(x, xs, ys)
-        # np.interp clamps; extend the first and last segments instead, so margins beyond the
-        # table still move the BER (a coded scheme below its table is worse, not constant)
-        lo_slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
-        hi_slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-        log_ber = np.where(x < xs[0], ys[0] + lo_slope * (x - xs[0]), log_ber)
-        log_ber = np.where(x > xs[-1], ys[-1] + hi_slope * (x - xs[-1]), log_ber)
-        out = 10.0 ** np.clip(log_ber, math.log10(_BER_FLOOR), math.log10(0.5))
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def required_ebn0_db(modulation: str = "bpsk", target_ber: float = 1e-5) -> float:
-    """Eb/N0 (dB) at which ``modulation`` reaches ``target_ber``.
-
-    >>> round(required_ebn0_db("bpsk", 1e-5), 2)
-    9.59
-    """
-    check_choice("modulation", modulation, MODULATIONS, error=LinkBudgetError)
-    check_real(
-        "target_ber", target_ber, lo=0.0, hi=0.5, lo_open=True, hi_open=True, error=LinkBudgetError
-    )
-    if modulation in UNCODED_MODULATIONS:
-        return float(10.0 * math.log10(float(erfcinv(2.0 * target_ber)) ** 2))
-    table = _CODED_BER_TABLES[modulation]
-    # BER falls monotonically with Eb/N0, so invert by bisection on the interpolated curve
-    lo, hi = table[0][0] - 20.0, table[-1][0] + 20.0
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if ber_for_ebn0(mid, modulation) > target_ber:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def packet_error_rate(ber: float | np.ndarray, packet_bits: int) -> Any:
-    """PER = 1 - (1 - BER)^bits, assuming independent bit errors (computed without cancellation).
-
-    >>> round(packet_error_rate(1e-5, 2880), 5)
-    0.02839
-    """
-    b = np.clip(np.asarray(ber, dtype=float), 0.0, 1.0)
-    with np.errstate(divide="ignore"):
-        out = -np.expm1(packet_bits * np.log1p(-b))
-    return float(out) if np.ndim(out) == 0 else out
+# The curves live in satlink.modulation (BER tables, the convolutional code's error-event
+# model); the names are re-exported here.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,22 +344,24 @@ class BudgetConfig:
             return float(self.required_ebn0_db)
         return required_ebn0_db(self.modulation, self.target_ber)
 
-    def ber_function(self) -> Callable[[float], float]:
-        """A fast scalar ``elevation_deg -> BER`` for the channel's per-packet loss models.
+    def ebn0_function(self) -> Callable[[float, float], float]:
+        """A fast scalar ``(elevation_deg, slant_range_km) -> Eb/N0 (dB)`` for the channel.
 
-        With constant atmospheric losses every term but FSPL is fixed, so Eb/N0 at elevation e is a
-        constant minus 20 log10(d_km); the function is pure ``math``.
+        With constant atmospheric losses every term but FSPL is fixed, so Eb/N0 is a constant
+        minus 20 log10(d_km); with ITU-R losses the elevation sets the atmosphere (cached per
+        0.1 deg) and the range the free-space loss.
         """
         if self.atmosphere != "constant":
             cache: dict[float, float] = {}
 
-            def ber_itur(elevation_deg: float) -> float:
-                key = round(elevation_deg, 1)  # ITU-R calls cost ms; 0.1 deg is ample resolution
+            def ebn0_itur(elevation_deg: float, slant_range_km: float) -> float:
+                key = round(elevation_deg, 1)  # ITU-R calls cost ms; 0.1 deg is ample
                 if key not in cache:
-                    cache[key] = float(evaluate_budget(self, elevation_deg=key)["ber"])
-                return cache[key]
+                    b = evaluate_budget(self, elevation_deg=key)
+                    cache[key] = b["ebn0_db"] + 20.0 * math.log10(b["slant_range_km"])
+                return cache[key] - 20.0 * math.log10(slant_range_km)
 
-            return ber_itur
+            return ebn0_itur
         k_db = (
             self.eirp_dbw
             - self.atmospheric_loss_db
@@ -464,18 +373,26 @@ class BudgetConfig:
             - 92.45
             - 20.0 * math.log10(self.freq_hz / 1e9)
         )
-        alt = self.altitude_km
-        if self.modulation in UNCODED_MODULATIONS:
+
+        def ebn0(elevation_deg: float, slant_range_km: float) -> float:
+            return k_db - 20.0 * math.log10(slant_range_km)
+
+        return ebn0
+
+    def ber_function(self) -> Callable[[float], float]:
+        """A fast scalar ``elevation_deg -> BER`` on this budget's spherical geometry."""
+        ebn0_at = self.ebn0_function()
+        alt, modulation = self.altitude_km, self.modulation
+        if modulation in UNCODED_MODULATIONS:
 
             def ber_uncoded(elevation_deg: float) -> float:
-                ebn0_db = k_db - 20.0 * math.log10(slant_range_scalar_km(alt, elevation_deg))
+                ebn0_db = ebn0_at(elevation_deg, slant_range_scalar_km(alt, elevation_deg))
                 return 0.5 * math.erfc(math.sqrt(10.0 ** (ebn0_db / 10.0)))
 
             return ber_uncoded
-        modulation = self.modulation
 
         def ber_coded(elevation_deg: float) -> float:
-            ebn0_db = k_db - 20.0 * math.log10(slant_range_scalar_km(alt, elevation_deg))
+            ebn0_db = ebn0_at(elevation_deg, slant_range_scalar_km(alt, elevation_deg))
             return float(ber_for_ebn0(ebn0_db, modulation))
 
         return ber_coded
@@ -513,6 +430,7 @@ def evaluate_budget(
     elevation_deg: float | None = None,
     packet_bits: int | None = None,
     t_s: float | None = None,
+    slant_range_km: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the budget at one elevation; returns every input and term as plain numbers.
 
@@ -528,7 +446,11 @@ def evaluate_budget(
         if packet_bits is None
         else check_int("packet_bits", packet_bits, lo=1, error=LinkBudgetError)
     )
-    d_km = slant_range_km(cfg.altitude_km, el)
+    d_km = (
+        slant_range_scalar_km(cfg.altitude_km, el)
+        if slant_range_km is None
+        else check_real("slant_range_km", slant_range_km, lo=0, lo_open=True, error=LinkBudgetError)
+    )
     fspl = fspl_db(d_km, cfg.freq_hz)
     if cfg.atmosphere == "itur":
         atm_db, rain_db = _itur_losses_db(cfg, el)
@@ -565,7 +487,8 @@ def evaluate_budget(
         "margin_db": float(ebn0 - req),
         "ber": ber,
         "packet_bits": int(bits),
-        "per": float(packet_error_rate(ber, bits)),
+        # the error-event model for the convolutional code, independent bits otherwise
+        "per": message_error_rate(ebn0, bits, cfg.modulation),
         "atmosphere": cfg.atmosphere,
     }
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     # functions that decode import it when they run.
     from codec import Codec, ProgressiveCode
 from satlink.packets import (
+    MAX_PACKET_SIZE_BYTES,
     PACKET_FILE_PATTERN,  # the packet-file writer lives in satlink.packets.files
     BytesPacket,
     Defragmenter,
@@ -36,6 +37,7 @@ from satlink.packets import (
     PacketCRCError,
     PacketError,
     Reassembler,
+    RepairPacket,
     encode_to_files,
     parse_fragment,
     parse_packet,
@@ -123,7 +125,12 @@ class DecodeCache(BoundedLRU):
 
 @dataclass
 class Preview:
-    """One refinement: what the user sees after an accepted packet."""
+    """One refinement: what the user sees after an accepted packet.
+
+    ``image`` is the pixels in memory or, once a replay has streamed the preview to disk and
+    let go of them (``path`` set, memory bounded however many previews there are), read back
+    from that PNG on each access (lossless: the same pixels).
+    """
 
     number: int  # 1-based count of previews so far
     seq: int  # sequence number of the packet that triggered it
@@ -133,6 +140,23 @@ class Preview:
     stages_complete: int
     scores: dict[str, float]
     image: np.ndarray | None = field(default=None, repr=False)
+    path: Path | None = field(default=None, repr=False, compare=False)  # the PNG, once written
+
+
+def _preview_image(self: Preview) -> np.ndarray | None:
+    image = self.__dict__.get("_pixels")
+    if image is None and self.path is not None:
+        with Image.open(self.path) as im:
+            image = np.asarray(im.convert("RGB"))
+    return image
+
+
+def _set_preview_image(self: Preview, image: np.ndarray | None) -> None:
+    self.__dict__["_pixels"] = image
+
+
+# A property over the dataclass field: the generated __init__ assigns through the setter.
+Preview.image = property(_preview_image, _set_preview_image)  # type: ignore[assignment]
 
 
 @dataclass
@@ -184,23 +208,30 @@ class Receiver:
 
         self.codec = codec or default_codec()
         self.reference = None if reference is None else load_image(reference)
+        self._scorer = None
         self.fragmented = fragmented
         self.perceptual = dict(perceptual or {})
         self.cache = cache
         self.keep_images = keep_images
         self.reassembler = Reassembler(packet_size_bytes)
-        self.defragmenter = Defragmenter() if fragmented else None
+        self.defragmenter = (
+            Defragmenter(packet_size_bytes=packet_size_bytes) if fragmented else None
+        )
         self.previews: list[Preview] = []
 
     # -- scoring ---------------------------------------------------------------------------------
     def _score(self, image: np.ndarray) -> dict[str, float]:
         if self.reference is None:
             return {}
-        from codec.metrics import ms_ssim, psnr
+        if self._scorer is None:
+            from codec.metrics import Reference
 
+            # Prepared once: a replay scores a preview against the same original after every
+            # packet, and the original's MS-SSIM moments need computing only once.
+            self._scorer = Reference(self.reference)
         scores = {
-            "psnr_db": psnr(self.reference, image),
-            "ms_ssim": ms_ssim(self.reference, image),
+            "psnr_db": self._scorer.psnr(image),
+            "ms_ssim": self._scorer.ms_ssim(image),
         }
         for name, metric in self.perceptual.items():
             scores[name] = float(metric(self.reference, image))
@@ -236,14 +267,34 @@ class Receiver:
             return Arrival(t_arrival_s, "corrupted", str(exc))
         except PacketError as exc:
             return Arrival(t_arrival_s, "rejected", str(exc))
+        # Message identity: one receiver shows one picture; a packet of another message is
+        # refused, never blended in (ids derive from the content: satlink.packets.identity).
+        shown = self.reassembler.message_ids[:1]
+        if shown and packet.message_id != shown[0]:
+            return Arrival(
+                t_arrival_s,
+                "rejected",
+                f"message {packet.message_id} is another picture; this receiver shows "
+                f"message {shown[0]}",
+                packet.seq,
+            )
         try:
             new = self.reassembler.add(packet)
         except PacketError as exc:
             return Arrival(t_arrival_s, "rejected", str(exc), packet.seq)
         if not new:
             return Arrival(t_arrival_s, "duplicate", "already have this packet", packet.seq)
+        # FEC: a packet that lets the reassembler rebuild lost sources of its block (a repair
+        # completing a stage's block) renders a preview with them; a repair that rebuilds
+        # nothing yet is kept, and shows nothing new.
+        rebuilt = self.reassembler.last_recovered
+        reason = f"rebuilt seq {', '.join(str(p.seq) for p in rebuilt)}" if rebuilt else ""
+        if isinstance(packet, RepairPacket):
+            if not rebuilt:
+                return Arrival(t_arrival_s, "accepted", "repair packet kept", packet.seq)
+            packet = rebuilt[-1]
         preview = self._refresh(packet, t_arrival_s)
-        return Arrival(t_arrival_s, "accepted", "", packet.seq, preview)
+        return Arrival(t_arrival_s, "accepted", reason, packet.seq, preview)
 
     def _refresh(self, packet: IndexPacket | BytesPacket, t: float) -> Preview | None:
         if isinstance(packet, BytesPacket):
@@ -318,11 +369,14 @@ class DecodeReport:
 
 
 def decode_files(
-    packet_dir: str | Path, out_path: str | Path, codec: Codec | None = None
-) -> DecodeReport:
+    packet_dir: str | Path, out_path: str | Path, codec: Codec | None = None, *, split: bool = False
+) -> DecodeReport | list[DecodeReport]:
     """Decode whatever packet files are in a folder and write the best preview.
 
     Files that fail the checks are reported with the reason and skipped; nothing is guessed.
+    A folder mixing the packets of several pictures (message ids) is refused with one line
+    that says which files belong to which, never decoded into a blend; with ``split`` each
+    picture is written on its own (``<out>-msg<id>.png``) and a list of reports comes back.
     """
     folder = Path(packet_dir)
     if not folder.is_dir():
@@ -332,9 +386,19 @@ def decode_files(
         raise FileNotFoundError(f"no packet files in {folder}")
     reassembler = Reassembler()
     accepted, rejected = [], {}
+    owner: dict[str, int] = {}  # file name -> message id
     for path in files:
+        size = path.stat().st_size
+        if size > MAX_PACKET_SIZE_BYTES:  # a stray big file is judged by its size, never read
+            rejected[path.name] = (
+                f"{size:,} bytes, larger than any packet (at most {MAX_PACKET_SIZE_BYTES:,}); "
+                "not read"
+            )
+            continue
         try:
-            if reassembler.add(path.read_bytes()):
+            packet = parse_packet(path.read_bytes(), reassembler.packet_size_bytes)
+            owner[path.name] = packet.message_id
+            if reassembler.add(packet):
                 accepted.append(path.name)
             else:
                 rejected[path.name] = "duplicate of an earlier file"
@@ -343,22 +407,56 @@ def decode_files(
     if not accepted:
         raise ValueError(f"none of the {len(files)} files in {folder} is a valid packet")
     message_ids = reassembler.message_ids
-    if len(message_ids) > 1:
-        raise ValueError(
-            f"{folder} mixes packets of {len(message_ids)} messages "
-            f"({message_ids}); keep one image's packets per folder"
+    if len(message_ids) > 1 and not split:
+        groups = "; ".join(
+            f"message {m}: {_name_range([n for n in accepted if owner[n] == m])}"
+            for m in message_ids
         )
-    msg = reassembler.index_message()
+        raise ValueError(
+            f"{folder} mixes {len(message_ids)} pictures ({groups}); nothing written: "
+            "keep one picture's files per folder, or pass --split for one picture each"
+        )
+    if split:
+        out = Path(out_path)
+        return [
+            _decode_one(
+                reassembler,
+                m,
+                [n for n in accepted if owner[n] == m],
+                {n: r for n, r in rejected.items() if owner.get(n) == m},
+                out.with_name(f"{out.stem}-msg{m:05d}{out.suffix or '.png'}"),
+                codec,
+            )
+            for m in message_ids
+        ]
+    return _decode_one(reassembler, message_ids[0], accepted, rejected, Path(out_path), codec)
+
+
+def _name_range(names: list[str]) -> str:
+    if len(names) <= 3:
+        return ", ".join(names) + f" ({len(names)} files)"
+    return f"{names[0]} .. {names[-1]} ({len(names)} files)"
+
+
+def _decode_one(
+    reassembler: Reassembler,
+    message_id: int,
+    accepted: list[str],
+    rejected: dict[str, str],
+    out: Path,
+    codec: Codec | None,
+) -> DecodeReport:
+    msg = reassembler.index_message(message_id)
     if codec is None:
         from codec import load_codec
 
         codec = load_codec(msg.model_id)  # the header names the model that made it
     image = codec.decode(msg.code, msg.received)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from satlink.report.files import atomic_write  # here: the receiver needs no report otherwise
+
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
-    out.write_bytes(buf.getvalue())
+    atomic_write(out, buf.getvalue())  # a reader never sees half a PNG
     return DecodeReport(
         accepted, rejected, msg.missing_seqs, msg.total_packets, msg.complete_stages, out
     )

@@ -20,8 +20,8 @@ summary) in every output.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import math
 import platform
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +34,8 @@ import numpy as np
 import satlink
 from satlink import report
 from satlink.channel import Trace
+from satlink.channel.visibility import Windows
+from satlink.outdir import OutputFolder, PreviewStream
 from satlink.packets import (
     TransmitPlan,
     byte_capacity,
@@ -50,10 +52,13 @@ if TYPE_CHECKING:
     from codec import Codec, ProgressiveCode
 
 __all__ = [
+    "MAX_PREVIEWS",
     "MSSSIM_TARGETS",
     "ON_AIR_OUTCOMES",
     "PAYLOADS",
+    "REPLAY_FILES",
     "Payload",
+    "PreviewLimitError",
     "ReplayResult",
     "Transmission",
     "default_image",
@@ -66,8 +71,28 @@ __all__ = [
 
 MSSSIM_TARGETS = (0.8, 0.9)  # the summary's time_to_msssim_<target>_s figures
 # Trace outcomes that put a message on the wire (drops and visibility waits do not).
-ON_AIR_OUTCOMES = ("delivered", "lost", "corrupted", "retransmitted")
+ON_AIR_OUTCOMES = ("delivered", "lost", "corrupted", "retransmitted", "abandoned")
 PAYLOADS: tuple[str, ...] = ("rvq", "avif", "jxl", "jpeg")
+# Previews a replay renders (one per packet) unless asked for more: each is a PNG on disk and a
+# decode; the 19-byte-packet plan of a 768×512 picture would make 5,120 of them.
+MAX_PREVIEWS = 1000
+# Every file of a replay folder besides previews/NNN.png (checked up front against the user's
+# own files; a writer added to write_outputs must add its file here).
+REPLAY_FILES: tuple[str, ...] = (
+    "summary.json",
+    "packets.csv",
+    "quality_vs_packets.png",
+    "quality_vs_time.png",
+    "timeline.png",
+    "contact_sheet.png",
+    "progressive.gif",
+    "packets.pcap",
+    "report.html",
+)
+
+
+class PreviewLimitError(ValueError):
+    """A replay plan with more previews than the stated limit (``max_previews``)."""
 
 
 def default_image() -> np.ndarray:
@@ -165,6 +190,8 @@ class Transmission:
     arrivals: list[Arrival]
     trace: Trace | None  # None when interrupted before the link finished
     interrupted: bool = False
+    # copies that arrived changed (bit errors), by (wire seq, arrival time): for packets.pcap
+    received_bytes: dict[tuple[int, float], bytes] = field(default_factory=dict, repr=False)
 
     @property
     def previews(self) -> list[Preview]:
@@ -215,7 +242,7 @@ def transmit(
     cache: DecodeCache | None = None,
     keep_images: bool = True,
     perceptual: Mapping[str, object] | None = None,
-    on_arrival: Callable[[Arrival], None] | None = None,
+    on_arrival: Callable[[Arrival], bool | None] | None = None,
     interruptible: bool = False,
 ) -> Transmission:
     """Run the scenario's link on ``plan`` and hand every delivery to a receiver, in arrival
@@ -223,7 +250,8 @@ def transmit(
 
     ``seed`` decides the link's randomness (``SeedSequence(seed)``). With ``interruptible``, a
     Ctrl-C ends the run early and the result says so (``interrupted``) and holds what arrived;
-    otherwise it propagates.
+    otherwise it propagates. ``on_arrival`` returning False ends the run the same way (its
+    caller can no longer keep up, e.g. the disk is full).
     """
     fragmented = scenario.packets.fragment_bytes is not None
     rx = Receiver(
@@ -242,9 +270,12 @@ def transmit(
         for delivery in run:
             arrival = rx.receive(delivery.payload, delivery.t_arrival_s)
             arrival.wire_seq = delivery.seq  # the receiver sees bytes; the link knows the slot
+            if delivery.payload != plan.messages[delivery.seq]:
+                tx.received_bytes[(delivery.seq, delivery.t_arrival_s)] = delivery.payload
             tx.arrivals.append(arrival)
-            if on_arrival is not None:
-                on_arrival(arrival)
+            if on_arrival is not None and on_arrival(arrival) is False:
+                tx.interrupted = True
+                return tx
     except KeyboardInterrupt:
         if not interruptible:
             raise
@@ -265,6 +296,7 @@ class ReplayResult:
     interrupted: bool = False
     out_dir: Path | None = None
     windows_s: list[tuple[float, float]] = field(default_factory=list)
+    transmission: Transmission | None = field(default=None, repr=False)  # plan, bytes received
 
     def summary_table(self) -> str:
         s = self.summary
@@ -277,14 +309,14 @@ class ReplayResult:
 
         c = s["counts"]
         lines = [
-            f"scenario              {s['scenario']['scenario']['name']}  (seed {s['seed']})",
-            f"image                 {s['image']['label']}  {s['image']['width_px']}×"
-            f"{s['image']['height_px']} px",
+            f"scenario              {s['scenario']}  (seed {s['seed']})",
+            f"image                 {s['image']}  {s['image_width_px']}×{s['image_height_px']} px",
             f"packets               {c['packets']} × {s['packet_size_bytes']} B"
             f"  ({c['wire_messages']} messages on the wire)",
             f"sent / delivered      {c['transmissions']} / {c['delivered']}",
             f"lost / corrupted      {c['lost']} / {c['corrupted']}",
-            f"retransmitted         {c['retransmitted']}   dropped {c['dropped']}",
+            f"retransmitted         {c['retransmitted']}   dropped {c['dropped']}"
+            f"   abandoned {c.get('abandoned', 0)}",
             f"previews              {len(self.previews)}",
             f"first preview         {fmt_t(s['time_to_first_preview_s'])}",
             f"MS-SSIM ≥ 0.9         {fmt_t(s['time_to_msssim_0.9_s'])}",
@@ -292,6 +324,7 @@ class ReplayResult:
             f"final PSNR            {fmt(s['final_psnr_db'], '.2f')} dB",
             f"final MS-SSIM         {fmt(s['final_ms_ssim'], '.4f')}",
         ]
+        lines += [f"WARNING: {w}" for w in s.get("warnings", [])]
         if self.interrupted:
             lines.append("INTERRUPTED: files hold what arrived before Ctrl-C")
         return "\n".join(lines)
@@ -334,45 +367,60 @@ def summarise(
     last = previews[-1] if previews else None
     final = last.scores if last else {}
     full = _first_time(previews, lambda p: p.indices_received == p.indices_total)
+    # Layout (docs/OUTPUTS.md): what ran, the headline times, the final picture, the counts,
+    # then the details (versions, the whole scenario). No key nests its own name.
     summary = {
-        "scenario": scenario.to_dict(),
+        "scenario": scenario.name,
+        "overrides": list(scenario.overrides),
         "seed": seed,
-        "versions": _versions(codec),
-        "image": {
-            "label": image_label,
-            "height_px": int(image.shape[0]),
-            "width_px": int(image.shape[1]),
-        },
+        "image": image_label,
+        "image_height_px": int(image.shape[0]),
+        "image_width_px": int(image.shape[1]),
         "payload": dict(payload_info or {}),
         "packet_size_bytes": scenario.packets.size_bytes,
         "time_to_first_preview_s": previews[0].t_arrival_s if previews else None,
+        **{
+            f"time_to_msssim_{target}_s": _first_time(
+                previews, lambda p, t=target: p.scores.get("ms_ssim", -1) >= t
+            )
+            for target in MSSSIM_TARGETS
+        },
         "time_to_full_quality_s": full,
         "final_psnr_db": final.get("psnr_db"),
         "final_ms_ssim": final.get("ms_ssim"),
         "final_stages_complete": last.stages_complete if last else 0,
+        "previews": len(previews),
         "counts": {
             "packets": plan.packet_count,
             "wire_messages": len(plan.messages),
             # Wait and drop rows are events, not transmissions.
             "transmissions": sum(o in ON_AIR_OUTCOMES for o in outcomes),
+            # messages put on the wire; each ends once: sent = delivered + lost + corrupted +
+            # abandoned (the ARQ gave it up), and transmissions = sent + retransmitted
+            "sent": sum(
+                o in ON_AIR_OUTCOMES and r.get("attempt", 0) == 0
+                for o, r in zip(outcomes, transmission.trace_rows, strict=True)
+            ),
             "delivered": outcomes.count("delivered"),
             "lost": outcomes.count("lost"),
-            # The receiver's CRC, not the channel, decides what is corrupt.
-            "corrupted": verdicts.count("corrupted"),
+            # The receiver's CRC decides what is corrupt (the link asks it, crc_check); a
+            # corrupted copy the ARQ repeats counts as retransmitted, and in corrupted_copies.
+            "corrupted": outcomes.count("corrupted"),
+            "corrupted_copies": verdicts.count("corrupted"),
             "retransmitted": outcomes.count("retransmitted"),
+            "abandoned": outcomes.count("abandoned"),
             "dropped": outcomes.count("dropped-queue") + outcomes.count("dropped-visibility"),
             "waited_for_visibility": outcomes.count("waited-for-visibility"),
             "accepted": verdicts.count("accepted"),
             "duplicates": verdicts.count("duplicate"),
             "rejected": verdicts.count("rejected"),
         },
-        "previews": len(previews),
         "interrupted": transmission.interrupted,
+        # e.g. the budget's PER and the applied loss differ by more than 10x
+        "warnings": [w for w in (scenario.loss_warning(),) if w],
+        "versions": _versions(codec),
+        "scenario_config": scenario.to_dict(),
     }
-    for target in MSSSIM_TARGETS:
-        summary[f"time_to_msssim_{target}_s"] = _first_time(
-            previews, lambda p, t=target: p.scores.get("ms_ssim", -1) >= t
-        )
     return summary
 
 
@@ -392,9 +440,10 @@ def replay(
     lpips_weights: str | Path | None = None,
     dists_weights: str | Path | None = None,
     cache: DecodeCache | None = None,
-    keep_images: bool = True,
+    keep_images: bool | None = None,
     message_id: int = 1,
     effort: int = 0,
+    max_previews: int | None = MAX_PREVIEWS,
 ) -> ReplayResult:
     """Replay one transfer and, with ``out_dir``, write the full report folder.
 
@@ -403,9 +452,14 @@ def replay(
     code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``
     (default: as many as the RVQ code takes). ``effort`` > 0 refines the RVQ encoding of this
     picture by that many gradient steps (slower to encode, same decoder and packets).
-    """
-    from codec import default_codec, load_image
 
+    With ``out_dir`` the folder must be new, empty or a satlink run's (:mod:`satlink.outdir`:
+    the run owns only what it writes, and a second run into it at the same time is refused);
+    previews stream to ``previews/NNN.png`` as they arrive and leave memory (``Preview.image``
+    reads them back), unless ``keep_images=True``. Without ``out_dir`` every preview's image
+    stays in memory unless ``keep_images=False``. A plan with more previews (packets) than
+    ``max_previews`` is refused before anything is sent (None: no limit).
+    """
     extra = list(overrides)
     if order is not None:
         extra.append(f'packets.order="{order}"')
@@ -415,15 +469,19 @@ def replay(
         sc = scenario.with_overrides(extra) if extra else scenario
     else:
         sc = load_scenario(scenario, overrides=extra)
+    folder = OutputFolder(out_dir) if out_dir is not None else None
+    if folder is not None:
+        folder.check(_expected_files(folder.root))  # refused before the work, nothing written
+    from codec import default_codec, load_image  # torch: seconds, so after the quick checks
+
+    codec = codec or default_codec()
     if image is None:
         source, label = default_image(), "skimage astronaut (built-in)"
     else:
-        source = load_image(image)
+        # the codec's pixel limit is checked from the file's header, before decoding it
+        source = load_image(image, max_pixels=codec.max_pixels)
         label = str(image) if isinstance(image, str | Path) else "array"
-    codec = codec or default_codec()
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        _prepare_out(out)
+    perceptual = _perceptual(lpips_weights, dists_weights)  # bad weights: before any file
 
     encoded = encode_payload(
         source,
@@ -441,6 +499,10 @@ def replay(
             f"{encoded.info['budget_packets']} packets ({capacity} payload bytes)"
         )
     plan = encoded.plan
+    _check_preview_count(plan.packet_count if payload == "rvq" else 1, max_previews, sc)
+    if folder is not None:
+        folder.claim(_expected_files(folder.root))
+    stream = PreviewStream(folder, keep_images is True) if folder is not None else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -449,11 +511,9 @@ def replay(
             total=plan.packet_count, unit="pkt", desc=f"replay {sc.name}", dynamic_ncols=True
         )
 
-    def on_arrival(arrival: Arrival) -> None:
-        if arrival.preview is not None and out is not None:
-            report.save_png(
-                out / "previews" / f"{arrival.preview.number:03d}.png", arrival.preview.image
-            )
+    def on_arrival(arrival: Arrival) -> bool:
+        if arrival.preview is not None and stream is not None and not stream(arrival.preview):
+            return False  # the disk is full: stop, keep what was written
         if bar is not None and arrival.verdict == "accepted":
             bar.update(1)
             if arrival.preview is not None and arrival.preview.scores:
@@ -461,33 +521,51 @@ def replay(
                     t=f"{arrival.t_arrival_s:,.0f}s",
                     msssim=f"{arrival.preview.scores['ms_ssim']:.3f}",
                 )
+        return True
 
-    try:
-        tx = transmit(
+    with folder if folder is not None else contextlib.nullcontext():
+        try:
+            tx = transmit(
+                sc,
+                plan,
+                seed=seed,
+                codec=codec,
+                reference=source,
+                cache=cache,
+                keep_images=stream is not None or keep_images is not False,
+                perceptual=perceptual,
+                on_arrival=on_arrival,
+                interruptible=True,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        if stream is not None:
+            stream.settle(tx.receiver.previews, tx.arrivals)
+        summary = summarise(
             sc,
-            plan,
+            tx,
             seed=seed,
             codec=codec,
-            reference=source,
-            cache=cache,
-            keep_images=keep_images or out is not None,
-            perceptual=_perceptual(lpips_weights, dists_weights),
-            on_arrival=on_arrival,
-            interruptible=True,
+            image=source,
+            image_label=label,
+            payload_info=encoded.info,
         )
-    finally:
-        if bar is not None:
-            bar.close()
-    summary = summarise(
-        sc, tx, seed=seed, codec=codec, image=source, image_label=label, payload_info=encoded.info
-    )
-    rows = tx.rows()
-    windows = _visibility_windows(sc, rows)
-    result = ReplayResult(
-        sc, seed, summary, rows, tx.previews, tx.trace, tx.interrupted, out, windows
-    )
-    if out is not None:
-        write_outputs(result)
+        rows = tx.rows()
+        result = ReplayResult(
+            sc,
+            seed,
+            summary,
+            rows,
+            tx.previews,
+            tx.trace,
+            tx.interrupted,
+            folder.root if folder is not None else None,
+            _visibility_windows(sc, rows),
+            tx,
+        )
+        if folder is not None:
+            _write_folder(result, folder, stream)
     return result
 
 
@@ -495,17 +573,8 @@ def _visibility_windows(sc: Scenario, rows: Sequence[dict]) -> list[tuple[float,
     """Visibility windows up to the last event, for shading the timeline."""
     times = [r.get(k) for r in rows for k in ("t_arrival_s", "t_tx_end_s")]
     horizon = max((t for t in times if t is not None and np.isfinite(t)), default=0.0) * 1.05
-    v = sc.channel.visibility
-    if v.mode == "windows":
-        return [(float(a), float(b)) for a, b in v.windows_s if a <= horizon]
-    if v.mode == "periodic":
-        duration = sc.channel.window_duration_s() or 0.0
-        k_max = int((horizon - v.first_start_s) // v.period_s) + 1
-        return [
-            (v.first_start_s + k * v.period_s, v.first_start_s + k * v.period_s + duration)
-            for k in range(max(k_max, 0) + 1)
-        ]
-    return []
+    # the link's own windows: passes of an orbit, start offsets and margin policies included
+    return [(float(a), float(b)) for a, b in Windows(sc.channel).until(horizon)]
 
 
 def _perceptual(lpips_weights, dists_weights) -> dict[str, object]:
@@ -519,63 +588,54 @@ def _perceptual(lpips_weights, dists_weights) -> dict[str, object]:
     return out
 
 
-def _prepare_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OSError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+def _expected_files(out: Path) -> list[str]:
+    """What a replay writes into ``out``, checked up front: the fixed report files and the
+    previews (numbered PNGs) already there."""
     previews = out / "previews"
-    if previews.is_dir():  # a re-run into the same folder must not mix old frames in
-        for old in previews.glob("*.png"):
-            old.unlink()
+    numbered = sorted(
+        f"previews/{f.name}"
+        for f in (previews.glob("*.png") if previews.is_dir() else ())
+        if f.stem.isdigit()
+    )
+    return [*REPLAY_FILES, *numbered]
+
+
+def _check_preview_count(n: int, max_previews: int | None, sc: Scenario) -> None:
+    if max_previews is None or n <= max_previews:
+        return
+    raise PreviewLimitError(
+        f"this replay would render up to {n:,} previews (one per packet: {n:,} packets of "
+        f"{sc.packets.size_bytes} bytes), over the limit of {max_previews:,}; allow it with "
+        f"--max-previews {n} (max_previews={n}), or send fewer, larger packets "
+        "(--set packets.size_bytes=...)"
+    )
+
+
+def _write_folder(result: ReplayResult, folder: OutputFolder, stream: PreviewStream) -> None:
+    """The report files, then the folder's manifest. After a full disk stopped the run, the
+    summary (small) is still attempted, and the disk error is raised naming its file."""
+    if stream.error is not None:
+        result.summary["stopped_by"] = f"{stream.error.filename}: {stream.error.strerror}"
+    try:
+        write_outputs(result)
+    except OSError:
+        if stream.error is None:
+            raise
+    finally:
+        # checked up front (claim); those this run wrote are now its own
+        folder.written.update(name for name in REPLAY_FILES if folder.wrote(name))
+    if stream.error is not None:
+        raise stream.error
+    folder.finish("interrupted" if result.interrupted else "complete")
 
 
 def write_outputs(result: ReplayResult) -> None:
     """Everything of the report folder except the previews (written as they arrive)."""
     out = result.out_dir
     assert out is not None
-    report.write_json(out / "summary.json", result.summary)
+    report.write_json(out / "summary.json", report.rounded(result.summary))
     report.write_csv(out / "packets.csv", result.rows)
-    frames = [p.image for p in result.previews if p.image is not None]
-    labels = [_label(p) for p in result.previews]
-    report.write_contact_sheet(out / "contact_sheet.png", frames, labels)
-    report.write_gif(out / "progressive.gif", frames, labels)
-    name = result.scenario.name
-    if result.previews:
-        n = [p.number for p in result.previews]
-        ps = [p.scores.get("psnr_db", math.nan) for p in result.previews]
-        ms = [p.scores.get("ms_ssim", math.nan) for p in result.previews]
-        report.plot_quality(
-            out / "quality_vs_packets.png",
-            n,
-            ps,
-            ms,
-            "packets accepted (count)",
-            f"{name}: quality vs packets received",
-        )
-        scale, unit = report.time_axis(p.t_arrival_s for p in result.previews)
-        t = [p.t_arrival_s / scale for p in result.previews]
-        report.plot_quality(
-            out / "quality_vs_time.png",
-            t,
-            ps,
-            ms,
-            f"arrival time ({unit})",
-            f"{name}: quality vs time",
-            step=True,
-        )
-    report.plot_timeline(
-        out / "timeline.png", result.rows, result.windows_s, f"{name}: transmissions by outcome"
-    )
-
-
-def _label(p: Preview) -> str:
-    if not p.scores:
-        return f"#{p.number}"
-    return f"#{p.number} {p.scores['psnr_db']:.1f}dB {p.scores['ms_ssim']:.3f}"
+    report.write_replay_report(result)  # figures, contact sheet, GIF, packets.pcap, report.html
 
 
 # `satlink.replay(...)` runs replay(): the package exports the function under this module's name.

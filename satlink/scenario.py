@@ -3,9 +3,9 @@
 >>> from satlink.scenario import DEFAULT_SCENARIO, list_presets, load_scenario
 >>> DEFAULT_SCENARIO in list_presets()
 True
->>> s = load_scenario("bds3-rsmc-geo", overrides=["channel.loss.p=0.1"])
->>> s.channel.loss.model, s.channel.loss.p, s.channel.min_interval_s
-('bernoulli', 0.1, 60.0)
+>>> s = load_scenario("bds3-rsmc-geo", overrides=["channel.loss.service_loss_p=0.1"])
+>>> s.channel.loss.model, s.channel.loss.service_loss_p, s.channel.min_interval_s
+('budget-per', 0.1, 60.0)
 >>> deliveries, trace = s.build_link(seed=3).run([bytes(s.packets.size_bytes)] * 3)
 
 Layout (every key carries its unit in its name; unknown keys and wrong types are errors):
@@ -16,6 +16,9 @@ Layout (every key carries its unit in its name; unknown keys and wrong types are
 * ``[channel]``: ``rate_bps``, ``queue_limit_packets``, ``min_interval_s``,
   ``max_message_bytes``, and the tables ``[channel.delay]``, ``[channel.visibility]``,
   ``[channel.loss]``, ``[channel.arq]`` (fields of :mod:`satlink.channel`'s configs).
+* ``[fec]`` (optional): ``scheme`` (``none`` by default, ``reed-solomon``),
+  ``repair_ratio_per_stage``, ``placement``, ``file_repair_ratio``, ``fragment_repair_ratio``
+  (:class:`satlink.packets.FecConfig`; erasure coding: ``docs/PACKET_FORMAT.md``).
 * ``[budget]`` (optional): ``freq_hz``, ``eirp_dbw``, ``gt_dbk``, losses, ``modulation``, ...
   The data rate, the packet length on the wire and the geometry are taken from ``[channel]``
   and ``[packets]`` so that budget and simulation can never disagree.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
+import math
 import tomllib
 import types
 import typing
@@ -37,14 +41,25 @@ from typing import Any
 import numpy as np
 
 from satlink.channel import Link, LinkConfig
+from satlink.channel.terminals import apply_terminal_class
 from satlink.config import ConfigError, ScenarioError  # ScenarioError: re-exported
 from satlink.linkbudget import BudgetConfig, budget_over_pass, evaluate_budget
-from satlink.packets import ORDERS, PacketsConfig  # PacketsConfig: re-exported
+from satlink.orbit import GroundStation, OrbitConfig, Pass
+from satlink.packets import ORDERS, FecConfig, PacketsConfig  # both re-exported
+from satlink.scenario_orbit import (
+    ORBIT_TABLES,
+    budget_over_orbit,
+    build_track,
+    loss_mismatch,
+    orbit_tables,
+    scenario_passes,
+)
 
 __all__ = [
     "BUDGET_DERIVED_KEYS",
     "DEFAULT_SCENARIO",
     "PACKET_ORDERS",
+    "FecConfig",
     "PacketsConfig",
     "Scenario",
     "ScenarioError",
@@ -93,6 +108,9 @@ class Scenario:
     budget: BudgetConfig | None
     origin: str = "<dict>"
     overrides: tuple[str, ...] = ()
+    fec: FecConfig = dataclasses.field(default_factory=FecConfig)  # [fec]: none by default
+    orbit: OrbitConfig | None = None  # [orbit]: a TLE and the start time (satlink.orbit)
+    ground_station: GroundStation | None = None  # [ground_station]
 
     @property
     def name(self) -> str:
@@ -144,9 +162,20 @@ class Scenario:
             raise ScenarioError(
                 f"scenario {self.name!r} has no [budget] section; add freq_hz, eirp_dbw and gt_dbk"
             )
+        if self.channel.track is not None:
+            return budget_over_orbit(self.budget, self.channel.track)
         if self.budget.is_pass:
             return budget_over_pass(self.budget)
         return evaluate_budget(self.budget)
+
+    def passes(self, days: float | None = None) -> list[Pass]:
+        """Passes of the ``[orbit]`` over the ``[ground_station]`` (``days`` default: the
+        orbit's), as :func:`satlink.orbit.find_passes` gives them."""
+        return scenario_passes(self.name, self.orbit, self.ground_station, days)
+
+    def loss_warning(self) -> str | None:
+        """A warning when the budget's PER and the loss applied differ by more than 10x."""
+        return loss_mismatch(self.name, self.channel, self.budget)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict in the file's layout, defaults filled in (for summary.json).
@@ -161,10 +190,15 @@ class Scenario:
                 "overrides": list(self.overrides),
             },
             "packets": _table(self.packets),
-            "channel": _table(self.channel, skip=("budget",)),
+            "channel": _table(self.channel, skip=("budget", "track")),
+            # [fec] only when set: scenarios without it keep their to_dict (and sweep keys)
+            **({"fec": _table(self.fec)} if self.fec != FecConfig() else {}),
         }
         if self.budget is not None:
             out["budget"] = _table(self.budget, skip=BUDGET_DERIVED_KEYS)
+        for name in ORBIT_TABLES:  # [orbit], [ground_station] only when given
+            if getattr(self, name) is not None:
+                out[name] = _table(getattr(self, name))
         return out
 
 
@@ -232,6 +266,10 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, tp):
             raise ScenarioError(f"key {key!r}: expected {_type_name(tp)}, got {_describe(value)}")
         return value
+    if typing.get_origin(tp) is tuple and args in ((float, ...), (int, ...)):  # [0.5, 0.1]
+        if not isinstance(value, list | tuple):
+            raise ScenarioError(f"key {key!r}: expected a list, got {_describe(value)}")
+        return tuple(_check_value(f"{key}[{i}]", x, args[0]) for i, x in enumerate(value))
     if typing.get_origin(tp) is tuple:  # windows_s: [[start_s, end_s], ...]
         if not isinstance(value, list | tuple):
             raise ScenarioError(f"key {key!r}: expected {_type_name(tp)}, got {_describe(value)}")
@@ -279,7 +317,7 @@ def _build(cls: Any, table: Any, prefix: str, skip: Sequence[str] = (), **extra:
     return cls(**kwargs)
 
 
-_TOP_LEVEL = ("scenario", "packets", "channel", "budget")
+_TOP_LEVEL = ("scenario", "packets", "channel", "budget", "fec", *ORBIT_TABLES)
 
 
 def parse_scenario(
@@ -317,6 +355,7 @@ def _where(source: str, overrides: Sequence[str]) -> str:
 def _parse(data: Mapping[str, Any], source: str, overrides: tuple[str, ...]) -> Scenario:
     if not isinstance(data, Mapping):
         raise ScenarioError(f"expected a TOML document, got {_describe(data)}")
+    data = apply_terminal_class(data)  # channel.terminal: its cap, interval, fragmenting
     unknown = [k for k in data if k not in _TOP_LEVEL]
     if unknown:
         raise ScenarioError(
@@ -337,7 +376,9 @@ def _parse(data: Mapping[str, Any], source: str, overrides: tuple[str, ...]) -> 
         if isinstance(chan_table, Mapping)
         else chan_table
     )
-    channel = _build(LinkConfig, probe_table, "channel", skip=("budget",))
+    orbit_cfg, station = orbit_tables(data, _build)
+    track = build_track(orbit_cfg, station) if orbit_cfg is not None else None
+    channel = _build(LinkConfig, probe_table, "channel", skip=("budget", "track"), track=track)
     if channel.max_message_bytes is not None and packets.wire_bytes > channel.max_message_bytes:
         which = "fragment_bytes" if packets.fragment_bytes is not None else "size_bytes"
         raise ScenarioError(
@@ -355,13 +396,71 @@ def _parse(data: Mapping[str, Any], source: str, overrides: tuple[str, ...]) -> 
             skip=BUDGET_DERIVED_KEYS,
             rate_bps=channel.rate_bps,
             packet_bytes=packets.wire_bytes,
-            altitude_km=d.altitude_km,
+            altitude_km=d.altitude_km if orbit_cfg is None else orbit_cfg.orbit().altitude_km,
             elevation_deg=d.elevation_deg,
             pass_max_elevation_deg=d.max_elevation_deg if d.elevation_mode == "pass" else None,
             min_elevation_deg=d.min_elevation_deg,
         )
-    channel = _build(LinkConfig, chan_table, "channel", skip=("budget",), budget=budget)
-    return Scenario(info, packets, channel, budget, source, overrides)
+    channel = _build(
+        LinkConfig, chan_table, "channel", skip=("budget", "track"), budget=budget, track=track
+    )
+    fec = _build(FecConfig, data.get("fec", {}), "fec")
+    _check_timing(channel, packets.wire_bytes)
+    return Scenario(
+        info,
+        packets,
+        channel,
+        budget,
+        source,
+        overrides,
+        fec,
+        orbit=orbit_cfg,
+        ground_station=station,
+    )
+
+
+# Simulated times beyond this lose the precision to tell messages apart (a float at 1e20 s
+# cannot add a 60 s interval), and 31 years is past any plan: larger times are refused at load.
+MAX_TIME_S = 1e9
+
+
+def _check_timing(channel: LinkConfig, wire_bytes: int) -> None:
+    """Every time within :data:`MAX_TIME_S`, one message's time on air too, and a visibility
+    window at least one message long (else nothing could ever be sent)."""
+    on_air_s = 8 * wire_bytes / channel.rate_bps
+    if not on_air_s <= MAX_TIME_S:
+        raise ScenarioError(
+            f"channel.rate_bps = {channel.rate_bps!r}: one {wire_bytes}-byte message would take "
+            f"{on_air_s:g} s on air; allowed: rate_bps >= {8 * wire_bytes / MAX_TIME_S:.3g} "
+            f"(a message within {MAX_TIME_S:g} s)"
+        )
+    v, d = channel.visibility, channel.delay
+    times = {
+        "channel.visibility.first_start_s": v.first_start_s,
+        "channel.visibility.period_s": v.period_s,
+        "channel.visibility.duration_s": v.duration_s,
+        "channel.delay.delay_s": d.delay_s,
+        "channel.delay.jitter_s": d.jitter_s,
+        "channel.delay.processing_delay_s": d.processing_delay_s,
+        **{f"channel.visibility.windows_s[{i}][1]": w[1] for i, w in enumerate(v.windows_s)},
+    }
+    for name, t in times.items():
+        if t is not None and not abs(t) <= MAX_TIME_S:
+            raise ScenarioError(
+                f"{name} = {t:g} is beyond the simulation horizon; allowed: <= {MAX_TIME_S:g} s "
+                "(about 31 years: larger times cannot keep messages apart)"
+            )
+    longest_s = None
+    if v.mode == "windows" and v.windows_s:
+        longest_s = max(end - start for start, end in v.windows_s)
+    elif v.mode == "periodic":
+        longest_s = channel.window_duration_s()
+    if longest_s is not None and math.isfinite(longest_s) and on_air_s > longest_s:
+        raise ScenarioError(
+            f"a {wire_bytes}-byte message takes {on_air_s:g} s at channel.rate_bps = "
+            f"{channel.rate_bps:g}, longer than the longest visibility window ({longest_s:g} s); "
+            "allowed: windows at least one message long"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +493,11 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             )
         key, _, text = item.partition("=")
         key = key.strip()
+        if key in ("scenario.origin", "scenario.overrides"):
+            raise ScenarioError(
+                f"override {item!r}: {key} is recorded by satlink (where the scenario came from, "
+                "and the --set list), not a setting; load another file or preset instead"
+            )
         parts = key.split(".")
         if not key or any(not p for p in parts):
             raise ScenarioError(f"override {item!r}: the key must be dotted names, e.g. a.b.c")

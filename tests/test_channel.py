@@ -330,7 +330,7 @@ def test_selective_repeat_gives_up_after_max_retries() -> None:
     )
     deliveries, trace = Link(cfg, seed=1).run(_packets(3))
     assert deliveries == []
-    assert trace.counts()["retransmitted"] == 6 and trace.counts()["lost"] == 3
+    assert trace.counts()["retransmitted"] == 6 and trace.counts()["abandoned"] == 3
     assert trace["attempt"].max() == 2
 
 
@@ -535,3 +535,122 @@ def test_elevations_are_checked(e: float) -> None:
     else:
         with pytest.raises(ChannelConfigError, match=r"elevation_deg .*\[0, 90\]"):
             DelayConfig(elevation_deg=e)
+
+
+# --- time-stepped chains, service latency and loss, scheduling ---------------------------------
+
+
+def test_timed_chain_relaxes_towards_its_stationary_state_as_time_passes() -> None:
+    from satlink.channel.loss import TimedChain
+
+    rng = np.random.default_rng(5)
+    p, r = 0.05, 0.15
+    pi, lam = p / (p + r), 1.0 - p - r
+    for steps in (1.0, 5.0, 40.0):
+        bad_after = 0
+        n = 20_000
+        for _ in range(n):
+            ch = TimedChain(p, r, u0=0.0)  # starts bad
+            bad_after += ch.advance(steps, float(rng.random()))
+        want = pi + (1 - pi) * lam**steps
+        assert abs(bad_after / n - want) < 4 * math.sqrt(want * (1 - want) / n) + 1e-3
+
+
+def test_gilbert_elliott_in_time_heals_over_a_long_gap() -> None:
+    # one message per 100 steps: consecutive states are nearly independent, unlike per message
+    def burstiness(interval_s: float) -> float:
+        cfg = LinkConfig(
+            rate_bps=1e6,
+            min_interval_s=interval_s,
+            loss=LossConfig("gilbert-elliott", p=0.02, r=0.05, loss_bad=1.0, step_s=1.0),
+        )
+        _, trace = Link(cfg, seed=3).run(_packets(3000, 10))
+        lost = np.isnan(trace["t_arrival_s"])
+        return float(np.mean(lost[1:][lost[:-1]]))  # P(lost | previous lost)
+
+    assert burstiness(1.0) > 0.9 and burstiness(100.0) < 0.5
+
+
+def test_service_latency_bounds_the_end_to_end_delay() -> None:
+    cfg = LinkConfig(
+        rate_bps=2400.0,
+        delay=DelayConfig(
+            mode="geometry",
+            altitude_km=781.0,
+            elevation_deg=30.0,
+            hops=2,
+            service_latency_min_s=5.0,
+            service_latency_max_s=20.0,
+        ),
+    )
+    _, trace = Link(cfg, seed=1).run(_packets(500, 340))
+    e2e = trace["t_arrival_s"] - trace["t_tx_start_s"]
+    assert e2e.min() >= 5.0 and e2e.max() <= 20.0 and e2e.max() - e2e.min() > 10.0
+    with pytest.raises(ChannelConfigError, match="go together"):
+        DelayConfig(service_latency_min_s=5.0)
+
+
+def test_service_loss_adds_to_the_budget_loss() -> None:
+    budget = BudgetConfig(freq_hz=1.6e9, eirp_dbw=30.0, gt_dbk=0.0, rate_bps=2400.0)
+    cfg = LinkConfig(loss=LossConfig("budget-per", service_loss_p=0.2), budget=budget)
+    _, trace = Link(cfg, seed=2).run(_packets(2000, 100))
+    lost = float(np.isnan(trace["t_arrival_s"]).mean())
+    assert np.all(trace["per"] == pytest.approx(0.2, abs=1e-6))
+    assert abs(lost - 0.2) < 4 * math.sqrt(0.2 * 0.8 / 2000)
+
+
+def test_start_offset_and_margin_policy_narrow_the_pass_but_keep_its_geometry() -> None:
+    from satlink.linkbudget import budget_over_pass
+    from satlink.scenario import load_scenario
+
+    s = load_scenario("leo-pass-budget", ["channel.visibility.min_margin_db=-50"])
+    base = budget_over_pass(s.budget, step_s=10.0)
+    for extra in (
+        ["channel.visibility.start_offset_s=150"],
+        ["channel.visibility.min_margin_db=3"],
+    ):
+        sc = s.with_overrides(extra)
+        _, trace = sc.build_link(0).run(_packets(40))
+        rows = [
+            r for r in trace.rows() if r["outcome"] == "delivered" or r["outcome"] == "corrupted"
+        ]
+        assert rows
+        for r in rows:  # the elevation at t from AOS is the budget table's at that t
+            want = np.interp(
+                r["t_tx_end_s"], [b["t_s"] for b in base], [b["elevation_deg"] for b in base]
+            )
+            assert r["elevation_deg"] == pytest.approx(want, abs=0.2)
+        if "start_offset_s" in extra[0]:
+            assert min(r["t_tx_start_s"] for r in rows) >= 150.0
+        else:
+            margins = [r["ebn0_db"] - s.budget.required_ebn0() for r in rows]
+            assert min(margins) >= 3.0 - 1e-6
+
+
+def test_a_margin_the_geometry_never_reaches_is_an_error() -> None:
+    from satlink.scenario import ScenarioError, load_scenario
+
+    s = load_scenario("leo-pass-budget", ["channel.visibility.min_margin_db=30"])
+    with pytest.raises(ChannelConfigError, match="never reaches"):
+        s.build_link(0).run(_packets(1))
+    with pytest.raises(ScenarioError, match="start_offset_s"):
+        load_scenario("leo-pass-budget", ["channel.visibility.start_offset_s=-1"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 90.0), min_size=2, max_size=20),
+    st.floats(-10.0, 200.0),
+)
+def test_track_interpolation_stays_between_neighbouring_samples(els: list[float], t: float) -> None:
+    from satlink.channel import GeometryTrack
+
+    times = tuple(10.0 * i for i in range(len(els)))
+    ranges = tuple(600.0 + 10.0 * e for e in els)
+    track = GeometryTrack(times, tuple(els), ranges, ((0.0, times[-1]),))
+    el, d = track.at(t)
+    i = min(max(int(t // 10.0), 0), len(els) - 1)
+    j = min(i + 1, len(els) - 1)
+    lo, hi = sorted((els[i], els[j]))
+    assert lo - 1e-9 <= el <= hi + 1e-9
+    assert d == pytest.approx(600.0 + 10.0 * el)

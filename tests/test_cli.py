@@ -91,12 +91,16 @@ def test_replay_cli_writes_the_folder(image_path, tmp_path, capsys):
     assert "final MS-SSIM" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["lost"] == 0
-    assert summary["scenario"]["scenario"]["overrides"] == ["channel.loss.model='none'"]
+    assert summary["scenario"] == "bds3-rsmc-geo"
+    assert summary["overrides"] == ["channel.loss.model='none'"]
+    assert summary["scenario_config"]["scenario"]["overrides"] == summary["overrides"]
 
 
 def test_budget_json_has_the_documented_keys(capsys):
     assert main(["budget", "bds3-rsmc-geo", "--json"]) == 0
-    budget = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scenario"] == "bds3-rsmc-geo" and doc["over_pass"] is False
+    (budget,) = doc["steps"]
     for key in (
         "freq_hz",
         "slant_range_km",
@@ -116,7 +120,9 @@ def test_budget_json_has_the_documented_keys(capsys):
         assert key in budget, key
     assert main(["budget", "leo-pass-budget", "--json"]) == 0
     over_pass = json.loads(capsys.readouterr().out)
-    assert isinstance(over_pass, list) and len(over_pass) > 2
+    assert over_pass.keys() == doc.keys()  # one shape for every scenario
+    assert over_pass["scenario"] == "leo-pass-budget" and over_pass["over_pass"] is True
+    assert len(over_pass["steps"]) > 2 and over_pass["steps"][0].keys() == budget.keys()
 
 
 def test_scenarios_lists_presets(capsys):

@@ -327,3 +327,74 @@ def test_scalar_slant_range_matches_the_array_one_and_errors_share_one_family() 
     assert issubclass(LinkBudgetError, ConfigError)
     with pytest.raises(LinkBudgetError, match="modulation = 'fsk'"):
         ber_for_ebn0(5.0, "fsk")
+
+
+# --- coded frame errors: the error-event model ---------------------------------------------------
+
+
+def _enumerate_k7_spectrum(max_d: int = 20) -> dict[int, tuple[int, int]]:
+    """(a_d, c_d) of the K=7 (171, 133) code by dynamic programming over its 64-state trellis."""
+    gens = (0o171, 0o133)
+
+    def step(state: int, bit: int) -> tuple[int, int]:
+        reg = (bit << 6) | state
+        return reg >> 1, sum(bin(reg & g).count("1") % 2 for g in gens)
+
+    found: dict[int, list[int]] = {}
+    s0, w0 = step(0, 1)
+    paths = {(s0, w0): (1, 1)}  # (state, distance) -> (paths, information-bit errors)
+    while paths:
+        nxt: dict[tuple[int, int], tuple[int, int]] = {}
+        for (state, d), (a, c) in paths.items():
+            for bit in (0, 1):
+                s2, w = step(state, bit)
+                d2 = d + w
+                if d2 > max_d:
+                    continue
+                if s2 == 0:  # remerged: one error event
+                    acc = found.setdefault(d2, [0, 0])
+                    acc[0] += a
+                    acc[1] += c + a * bit
+                else:
+                    pa, pc = nxt.get((s2, d2), (0, 0))
+                    nxt[(s2, d2)] = (pa + a, pc + c + a * bit)
+        paths = nxt
+    return {d: (a, c) for d, (a, c) in found.items()}
+
+
+def test_the_published_k7_distance_spectrum_is_the_codes() -> None:
+    from satlink.modulation import CONV_K7_SPECTRUM
+
+    enumerated = _enumerate_k7_spectrum()
+    assert {d: (a, c) for d, a, c in CONV_K7_SPECTRUM} == enumerated
+
+
+def test_viterbi_errors_come_in_events_of_about_four_bits() -> None:
+    from satlink.modulation import bits_per_error_event, message_error_rate
+
+    conv = "bpsk-conv-k7-r1/2"
+    assert 3.6 < bits_per_error_event(4.4, conv) < 4.4  # CCSDS 130.1-G: bursts, not bits
+    assert bits_per_error_event(7.0, conv) == pytest.approx(36 / 11, rel=0.05)  # d_free events
+    assert bits_per_error_event(4.4, "bpsk") == 1.0
+    iid = packet_error_rate(1e-5, 2880)
+    event = message_error_rate(4.4, 2880, conv)
+    assert event == pytest.approx(1 - (1 - 1e-5 / bits_per_error_event(4.4, conv)) ** 2880)
+    assert iid / 4.4 < event < iid / 3.6
+    # uncoded: the event model is the independent-bit formula
+    assert message_error_rate(9.6, 2880, "bpsk") == pytest.approx(
+        packet_error_rate(ber_for_ebn0(9.6), 2880)
+    )
+
+
+def test_budget_per_uses_the_event_model_and_a_given_range() -> None:
+    from satlink.modulation import message_error_rate
+
+    cfg = BudgetConfig(
+        freq_hz=1.6e9, eirp_dbw=10.0, gt_dbk=-8.0, rate_bps=2400.0, modulation="bpsk-conv-k7-r1/2"
+    )
+    b = evaluate_budget(cfg)
+    assert b["per"] == pytest.approx(message_error_rate(b["ebn0_db"], 2880, cfg.modulation))
+    near = evaluate_budget(cfg, slant_range_km=b["slant_range_km"] / 2)
+    assert near["ebn0_db"] == pytest.approx(b["ebn0_db"] + 20 * math.log10(2))
+    f = cfg.ebn0_function()
+    assert f(90.0, b["slant_range_km"]) == pytest.approx(b["ebn0_db"])

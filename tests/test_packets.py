@@ -550,7 +550,6 @@ def test_version_error() -> None:
 @pytest.mark.parametrize(
     ("offset", "fmt", "value", "field", "message"),
     [
-        (0, ">B", 0x1C, "payload_kind", r"payload_kind = 3 at byte offset 0 .*0 \(indices\)"),
         (3, ">H", 999, "seq", r"seq = 999 at byte offset 3 .*allowed: 0\.\.3\)"),
         (8, ">H", 0, "image_height_px", r"image_height_px = 0 at byte offset 8 .*1\.\.65535"),
         (10, ">H", 0, "image_width_px", r"image_width_px = 0 at byte offset 10"),

@@ -71,7 +71,11 @@ def test_same_seed_same_outputs_different_seed_differs(small_image, tmp_path):
 
 def test_packets_csv_joins_trace_and_scores(small_image, tmp_path):
     res = replay(
-        "bds3-rsmc-geo", small_image, seed=1, out_dir=tmp_path, overrides=("channel.loss.p=0.3",)
+        "bds3-rsmc-geo",
+        small_image,
+        seed=1,
+        out_dir=tmp_path,
+        overrides=("channel.loss.service_loss_p=0.3",),
     )
     with open(tmp_path / "packets.csv") as f:
         rows = list(csv.DictReader(f))

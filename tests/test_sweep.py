@@ -133,7 +133,8 @@ def test_keys_that_only_make_sense_together_and_list_values(image):
             "channel.visibility.mode=windows",
             "channel.visibility.windows_s=[[0, 1.5]],[[0, 1.5], [100, 700]]",
         ],
-        overrides=["channel.arq.mode=none"],
+        # no loss: full quality must come from the window alone, not from a lucky draw
+        overrides=["channel.arq.mode=none", "channel.loss.model=none"],
         seeds=1,
         images=image,
         workers=0,
@@ -157,11 +158,15 @@ def test_seeds_are_spawned_prefix_stable_and_distinct():
 
 def test_quantile_counts_never_as_infinite():
     q = quantile
-    assert q([1.0, 2.0, 3.0, math.inf], 0.5) == 2.5
-    assert q([1.0, 2.0, 3.0, math.inf], 0.1) == pytest.approx(1.3)
+    # order statistics (issue 17): always a value some replication produced
+    assert q([1.0, 2.0, 3.0, math.inf], 0.5) == 2.0
+    assert q([1.0, 2.0, 3.0, math.inf], 0.1) == 1.0
     assert q([1.0, 2.0, 3.0, math.inf], 0.9) == math.inf
-    assert q([1.0, 2.0, math.inf, math.inf], 0.5) == math.inf  # no nan from inf - inf
+    assert q([1.0, 2.0, math.inf, math.inf], 0.5) == 2.0  # half reached it by 2.0
+    assert q([1.0, 2.0, math.inf, math.inf], 0.75) == math.inf
     assert q([math.inf], 0.5) == math.inf
+    assert q([0.19, 0.19, 0.974, 0.974], 0.9) == 0.974  # not an interpolated 0.739
+    assert q(list(range(1, 11)), 0.1) == 1 and q(list(range(1, 11)), 0.9) == 9
 
 
 # -- one local sweep -----------------------------------------------------------------------------
@@ -176,8 +181,11 @@ def test_outputs_and_columns(inline):
         "sweep.json",
         "quality_vs_packets.png",
         "quality_vs_time.png",
+        "report.html",
     ):
         assert (out / name).stat().st_size > 0, name
+    page = (out / "report.html").read_text()
+    assert f"n = {SEEDS} per row" in page and page.count("data:image/png;base64,") == 2
     n_reps = 2 * len(PAYLOADS) * SEEDS
     assert len(list((out / "replications").glob("*.json"))) == n_reps
     rows = read_csv((out / "results.csv").read_text())
@@ -353,7 +361,11 @@ def test_band_figures(inline):
         assert "MS-SSIM" in axes[0].get_ylabel() and "dB" in axes[1].get_ylabel()
         assert ("messages" if axis == "packets" else "time") in axes[1].get_xlabel()
         labels = [line.get_label() for line in axes[0].get_lines()]
-        assert "channel.arq.mode=none · jpeg" in labels
+        assert "channel.arq.mode=none · jpeg (n=4)" in labels  # n: replications per line
+        # 4 runs: each run drawn (thin), no band that would pretend to know the 10-90% spread
+        assert not axes[0].collections
+        assert sum(line.get_linewidth() < 1 for line in axes[0].get_lines()) >= 4 * 2
+        assert "n=4" in axes[0].get_title()
     with pytest.raises(SweepError, match="axis"):
         inline.band_figure("bytes")
 

@@ -28,11 +28,18 @@ Model notes (also in docs/CHANNEL.md):
   retransmissions included (a BeiDou card or Iridium modem counts every message it sends).
 * A message must start and finish inside one visibility window. Outside a window the message at
   the head of the queue waits for the next window, or is dropped (``visibility.outside``).
-* Loss, the Gilbert-Elliott state and bit errors advance once per transmission, not per second.
+* Loss and bit errors are drawn once per transmission; a Gilbert-Elliott or shadowing chain
+  advances per transmission, or in time with ``loss.step_s`` (waiting out a burst helps).
+* Budget loss models take each message's Eb/N0 from the link budget at its own elevation and
+  slant range (a circular pass, or the SGP4 track of an orbit); the trace keeps ``ebn0_db`` and
+  the ``per`` applied.
 * Jitter is uniform in ``[0, jitter_s)`` and added to the propagation delay, so arrivals may be
   reordered; a receiver must cope (satlink's reassembler does).
-* The return link of the ARQ is reliable; the sender learns of a loss one round trip after the
-  attempt, as when the receiver NAKs the gap it sees. Repeats go before new messages.
+* The ARQ's return link is ideal by default (the sender learns of a loss one round trip after
+  the attempt, as when the receiver NAKs the gap it sees), or carries ACK/NAK entries as
+  messages with their own rate, interval, delay and loss (``return_link.mode = "messages"``),
+  with an optional window. Repeats go before new messages; a message out of retries is
+  ``abandoned``.
 * When the sender frees up it commits to the next message (a repeat that is due, else the head
   of the queue); that message then waits for its interval slot or window, and a NAK arriving
   meanwhile is served after it.
@@ -43,7 +50,8 @@ Modules, one concern each (this package re-exports their public names):
 
 * :mod:`satlink.channel.config`: the frozen configuration dataclasses and their checks;
 * :mod:`satlink.channel.loss`: erasure models (Bernoulli, Gilbert-Elliott) and bit errors;
-* :mod:`satlink.channel.visibility`: visibility windows;
+* :mod:`satlink.channel.visibility`: visibility windows and scheduling within a pass;
+* :mod:`satlink.channel.arq`: the ARQ's return link as messages;
 * :mod:`satlink.channel.trace`: deliveries, the per-event trace and its CSV;
 * :mod:`satlink.channel.link`: the SimPy sender process, :class:`Link` and :class:`LinkRun`.
 """
@@ -54,11 +62,14 @@ from satlink.channel.config import (
     ELEVATION_MODES,
     LOSS_MODELS,
     OUTSIDE_MODES,
+    RETURN_MODES,
     VISIBILITY_MODES,
     ArqConfig,
     DelayConfig,
+    GeometryTrack,
     LinkConfig,
     LossConfig,
+    ReturnLinkConfig,
     VisibilityConfig,
 )
 from satlink.channel.link import Link, LinkRun
@@ -74,18 +85,21 @@ __all__ = [
     "LOSS_MODELS",
     "OUTCOMES",
     "OUTSIDE_MODES",
+    "RETURN_MODES",
     "VISIBILITY_MODES",
     "ArqConfig",
     "Bernoulli",
     "ChannelConfigError",
     "DelayConfig",
     "Delivery",
+    "GeometryTrack",
     "GilbertElliott",
     "Link",
     "LinkConfig",
     "LinkResult",
     "LinkRun",
     "LossConfig",
+    "ReturnLinkConfig",
     "Trace",
     "VisibilityConfig",
     "gilbert_elliott_stationary_loss",

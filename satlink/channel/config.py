@@ -16,6 +16,7 @@ satlink.config.ChannelConfigError: channel.loss.model = 'burst': allowed values 
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,11 +40,14 @@ __all__ = [
     "ELEVATION_MODES",
     "LOSS_MODELS",
     "OUTSIDE_MODES",
+    "RETURN_MODES",
     "VISIBILITY_MODES",
     "ArqConfig",
     "DelayConfig",
+    "GeometryTrack",
     "LinkConfig",
     "LossConfig",
+    "ReturnLinkConfig",
     "VisibilityConfig",
     "channel_choice",
     "channel_int",
@@ -51,10 +55,12 @@ __all__ = [
 ]
 
 DELAY_MODES = ("fixed", "geometry")
-ELEVATION_MODES = ("fixed", "pass")
-VISIBILITY_MODES = ("always", "windows", "periodic")
+ELEVATION_MODES = ("fixed", "pass", "orbit")
+VISIBILITY_MODES = ("always", "windows", "periodic", "passes")
+RETURN_MODES = ("ideal", "messages")
 OUTSIDE_MODES = ("wait", "drop")
 LOSS_MODELS = ("none", "bernoulli", "gilbert-elliott", "budget-per", "bit-errors")
+BUDGET_LOSS_MODELS = ("budget-per", "bit-errors")
 ARQ_MODES = ("none", "selective-repeat", "reliable-first-stage")
 
 
@@ -103,9 +109,20 @@ class DelayConfig:
     max_elevation_deg: float = 90.0
     min_elevation_deg: float = 10.0
     hops: int = 1
+    service_latency_min_s: float | None = None
+    service_latency_max_s: float | None = None
 
     def __post_init__(self) -> None:
         channel_choice("channel.delay.mode", self.mode, DELAY_MODES)
+        lo_s, hi_s = self.service_latency_min_s, self.service_latency_max_s
+        if (lo_s is None) != (hi_s is None):
+            raise ChannelConfigError(
+                "channel.delay.service_latency_min_s and service_latency_max_s go together; "
+                "allowed: both (end-to-end latency uniform between them) or neither"
+            )
+        if lo_s is not None and hi_s is not None:
+            channel_real("channel.delay.service_latency_min_s", lo_s, lo=0.0, hi=86_400.0)
+            channel_real("channel.delay.service_latency_max_s", hi_s, lo=lo_s, hi=86_400.0)
         channel_real("channel.delay.delay_s", self.delay_s, lo=0.0, hi=86_400.0)
         channel_real("channel.delay.jitter_s", self.jitter_s, lo=0.0, hi=86_400.0)
         channel_real(
@@ -125,7 +142,7 @@ class DelayConfig:
         channel_int("channel.delay.hops", self.hops, lo=1, hi=16)
 
     def circular_pass(self) -> CircularPass | None:
-        """The pass geometry when ``elevation_mode == "pass"``, else None."""
+        """The circular-pass geometry when ``elevation_mode == "pass"``, else None."""
         if self.elevation_mode != "pass":
             return None
         return CircularPass(self.altitude_km, self.max_elevation_deg, self.min_elevation_deg)
@@ -159,9 +176,14 @@ class VisibilityConfig:
     duration_s: float | None = None
     period_s: float | None = None
     outside: str = "wait"
+    start_offset_s: float = 0.0
+    min_margin_db: float | None = None
 
     def __post_init__(self) -> None:
         channel_choice("channel.visibility.mode", self.mode, VISIBILITY_MODES)
+        channel_real("channel.visibility.start_offset_s", self.start_offset_s, lo=0.0)
+        if self.min_margin_db is not None:
+            channel_real("channel.visibility.min_margin_db", self.min_margin_db, lo=-50, hi=50)
         channel_choice("channel.visibility.outside", self.outside, OUTSIDE_MODES)
         windows = tuple(tuple(w) for w in self.windows_s)  # accept lists from TOML/JSON
         object.__setattr__(self, "windows_s", windows)
@@ -215,21 +237,41 @@ class LossConfig:
     r: float = 1.0
     loss_good: float = 0.0
     loss_bad: float = 1.0
+    step_s: float | None = None
+    fade_margin_db: float = 0.0
+    shadow_db: float = 0.0
+    service_loss_p: float = 0.0
 
     def __post_init__(self) -> None:
         channel_choice("channel.loss.model", self.model, LOSS_MODELS)
-        for name in ("p", "r", "loss_good", "loss_bad"):
+        for name in ("p", "r", "loss_good", "loss_bad", "service_loss_p"):
             channel_real(f"channel.loss.{name}", getattr(self, name), lo=0.0, hi=1.0)
+        if self.step_s is not None:
+            channel_real("channel.loss.step_s", self.step_s, lo=0.0, lo_open=True)
+        channel_real("channel.loss.fade_margin_db", self.fade_margin_db, lo=0.0, hi=100.0)
+        channel_real("channel.loss.shadow_db", self.shadow_db, lo=0.0, hi=100.0)
+
+    @property
+    def has_chain(self) -> bool:
+        """Whether a two-state Markov chain runs: Gilbert-Elliott loss, or the shadowing of a
+        budget model (``shadow_db`` and ``fade_margin_db`` only act on the budget models, so
+        a ``--set channel.loss.model=bernoulli`` on a preset with shadowing just works)."""
+        return self.model == "gilbert-elliott" or (
+            self.shadow_db > 0.0 and self.model in BUDGET_LOSS_MODELS
+        )
 
     def stationary_loss(self) -> float:
-        """Long-run loss probability per transmission (budget models: not defined, NaN)."""
+        """Long-run loss probability per transmission, service loss included (budget models:
+        not defined here, NaN: it depends on the geometry)."""
         if self.model == "none":
-            return 0.0
-        if self.model == "bernoulli":
-            return float(self.p)
-        if self.model == "gilbert-elliott":
-            return gilbert_elliott_stationary_loss(self.p, self.r, self.loss_good, self.loss_bad)
-        return math.nan
+            rf = 0.0
+        elif self.model == "bernoulli":
+            rf = float(self.p)
+        elif self.model == "gilbert-elliott":
+            rf = gilbert_elliott_stationary_loss(self.p, self.r, self.loss_good, self.loss_bad)
+        else:
+            return math.nan
+        return 1.0 - (1.0 - rf) * (1.0 - self.service_loss_p)
 
 
 @dataclass(frozen=True)
@@ -243,12 +285,93 @@ class ArqConfig:
     mode: str = "none"
     return_delay_s: float | None = None
     max_retries: int = 3
+    window_messages: int | None = None
 
     def __post_init__(self) -> None:
         channel_choice("channel.arq.mode", self.mode, ARQ_MODES)
+        if self.window_messages is not None:
+            channel_int("channel.arq.window_messages", self.window_messages, lo=1)
         if self.return_delay_s is not None:
             channel_real("channel.arq.return_delay_s", self.return_delay_s, lo=0.0, hi=86_400.0)
         channel_int("channel.arq.max_retries", self.max_retries, lo=0, hi=1000)
+
+
+@dataclass(frozen=True)
+class ReturnLinkConfig:
+    """The return path of the ARQ. ``ideal``: each acknowledgement reaches the sender one
+    return delay after the receiver learns of the attempt, free and never lost (the old model).
+    ``messages``: acknowledgements travel as messages of ``message_bytes`` on a return link of
+    its own: ``rate_bps``, at most one message per ``min_interval_s``, one-way ``delay_s``
+    (default: the forward delay of the attempt reported first), loss ``loss_p`` per message;
+    one message carries up to ``entries_per_message`` ACK/NAK entries, oldest first, and a lost
+    one's entries go again in the next. The receiver learns of an attempt when its copy
+    arrives, or when it would have arrived (a lost one: the gap is seen then).
+    """
+
+    mode: str = "ideal"
+    rate_bps: float = 2400.0
+    min_interval_s: float = 0.0
+    delay_s: float | None = None
+    loss_p: float = 0.0
+    message_bytes: int = 78
+    entries_per_message: int = 32
+
+    def __post_init__(self) -> None:
+        channel_choice("channel.return_link.mode", self.mode, RETURN_MODES)
+        channel_real("channel.return_link.rate_bps", self.rate_bps, lo=0.0, lo_open=True)
+        channel_real("channel.return_link.min_interval_s", self.min_interval_s, lo=0.0, hi=86_400.0)
+        if self.delay_s is not None:
+            channel_real("channel.return_link.delay_s", self.delay_s, lo=0.0, hi=86_400.0)
+        # below 1, so that every report gets through eventually and a run always ends
+        channel_real("channel.return_link.loss_p", self.loss_p, lo=0.0, hi=0.99)
+        channel_int("channel.return_link.message_bytes", self.message_bytes, lo=1, hi=65_535)
+        channel_int(
+            "channel.return_link.entries_per_message", self.entries_per_message, lo=1, hi=65_535
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class GeometryTrack:
+    """Elevation and slant range sampled over time (from a propagated orbit), and the pass
+    windows; the link interpolates linearly between samples. Built by the scenario from
+    ``[orbit]`` and ``[ground_station]`` (:mod:`satlink.orbit`); times in seconds from the start.
+
+    >>> tr = GeometryTrack((0.0, 10.0), (10.0, 30.0), (1800.0, 1000.0), ((0.0, 10.0),))
+    >>> tr.at(5.0)
+    (20.0, 1400.0)
+    """
+
+    times_s: tuple[float, ...]
+    elevation_deg: tuple[float, ...]
+    slant_range_km: tuple[float, ...]
+    windows_s: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.times_s)
+        if n < 2 or len(self.elevation_deg) != n or len(self.slant_range_km) != n:
+            raise ChannelConfigError(
+                "channel track: times_s, elevation_deg and slant_range_km need the same length "
+                f"(at least 2); got {n}, {len(self.elevation_deg)}, {len(self.slant_range_km)}"
+            )
+        if not self.windows_s:
+            raise ChannelConfigError(
+                "channel track: no pass above the elevation mask in the interval; allowed: a later "
+                "orbit.start_utc, more orbit.days or a lower ground_station.min_elevation_deg"
+            )
+
+    def at(self, t_s: float) -> tuple[float, float]:
+        """(elevation_deg, slant_range_km) at ``t_s``, linear between samples."""
+        ts = self.times_s
+        i = bisect.bisect_right(ts, t_s)
+        if i <= 0:
+            return self.elevation_deg[0], self.slant_range_km[0]
+        if i >= len(ts):
+            return self.elevation_deg[-1], self.slant_range_km[-1]
+        t0, t1 = ts[i - 1], ts[i]
+        w = (t_s - t0) / (t1 - t0) if t1 > t0 else 0.0
+        el = self.elevation_deg[i - 1] + w * (self.elevation_deg[i] - self.elevation_deg[i - 1])
+        d = self.slant_range_km[i - 1] + w * (self.slant_range_km[i] - self.slant_range_km[i - 1])
+        return el, d
 
 
 @dataclass(frozen=True)
@@ -270,7 +393,10 @@ class LinkConfig:
     visibility: VisibilityConfig = field(default_factory=VisibilityConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     arq: ArqConfig = field(default_factory=ArqConfig)
+    return_link: ReturnLinkConfig = field(default_factory=ReturnLinkConfig)
     budget: BudgetConfig | None = None
+    track: GeometryTrack | None = None
+    terminal: str | None = None  # a terminal class (satlink.channel.terminals), as named
 
     def __post_init__(self) -> None:
         channel_real("channel.rate_bps", self.rate_bps, lo=0.0, lo_open=True)
@@ -284,6 +410,7 @@ class LinkConfig:
             ("visibility", VisibilityConfig),
             ("loss", LossConfig),
             ("arq", ArqConfig),
+            ("return_link", ReturnLinkConfig),
         ):
             if not isinstance(getattr(self, name), typ):
                 raise ChannelConfigError(f"channel.{name}: expected a {typ.__name__}")
@@ -291,6 +418,13 @@ class LinkConfig:
             raise ChannelConfigError(
                 f"channel.loss.model = {self.loss.model!r} needs a link budget; add a [budget] "
                 "section (freq_hz, eirp_dbw, gt_dbk) or choose another model"
+            )
+        uses_orbit = self.delay.elevation_mode == "orbit" or self.visibility.mode == "passes"
+        if uses_orbit and self.track is None:
+            raise ChannelConfigError(
+                "channel.delay.elevation_mode = 'orbit' and channel.visibility.mode = 'passes' "
+                "need an orbit: add [orbit] (tle_line1, tle_line2, start_utc) and "
+                "[ground_station] (latitude_deg, longitude_deg)"
             )
         if self.delay.elevation_mode == "pass" and self.visibility.mode == "always":
             raise ChannelConfigError(
@@ -310,6 +444,35 @@ class LinkConfig:
                     f"channel.visibility.period_s = {self.visibility.period_s!r} is shorter than "
                     f"the pass ({pass_s:.1f} s); allowed: period_s >= pass duration"
                 )
+
+    def stationary_loss(self) -> float:
+        """Long-run loss per transmission: :meth:`LossConfig.stationary_loss`, and for the
+        budget models at a fixed geometry the budget's PER averaged over the shadowing chain
+        (clear and shadowed, in their stationary shares); NaN where the geometry moves.
+
+        >>> from satlink.linkbudget import BudgetConfig
+        >>> b = BudgetConfig(freq_hz=1.6e9, eirp_dbw=30.0, gt_dbk=0.0, rate_bps=2400.0)
+        >>> cfg = LinkConfig(loss=LossConfig("budget-per", p=0.1, r=0.3, shadow_db=40.0), budget=b)
+        >>> round(cfg.stationary_loss(), 3)
+        0.25
+        """
+        lc = self.loss
+        if lc.model not in BUDGET_LOSS_MODELS:
+            return lc.stationary_loss()
+        if self.budget is None or self.delay.elevation_mode != "fixed":
+            return math.nan
+        from satlink.modulation import message_error_rate  # no cycle: a leaf module
+
+        b = self.budget
+        el = self.delay.elevation_deg
+        ebn0 = b.ebn0_function()(el, slant_range_scalar_km(b.altitude_km, el)) - lc.fade_margin_db
+        clear = message_error_rate(ebn0, b.packet_bits, b.modulation)
+        rf = clear
+        if lc.has_chain:
+            shadowed = message_error_rate(ebn0 - lc.shadow_db, b.packet_bits, b.modulation)
+            pi = lc.p / (lc.p + lc.r) if lc.p + lc.r > 0 else 0.0
+            rf = (1.0 - pi) * clear + pi * shadowed
+        return 1.0 - (1.0 - rf) * (1.0 - lc.service_loss_p)
 
     def pass_duration_s(self) -> float:
         cp = self.delay.circular_pass()

@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import simpy
 
+from satlink.channel.arq import ReturnLink
 from satlink.channel.config import LinkConfig, channel_int, channel_real
-from satlink.channel.loss import flip_bits, loss_process, packet_error_rate
+from satlink.channel.loss import TimedChain, flip_bits, flip_error_events, loss_process
 from satlink.channel.trace import (
+    CODE_ABANDONED,
     CODE_CORRUPTED,
     CODE_DELIVERED,
     CODE_DROPPED_QUEUE,
@@ -44,9 +46,12 @@ from satlink.channel.trace import (
 from satlink.channel.visibility import Windows
 from satlink.config import ChannelConfigError
 from satlink.linkbudget import SPEED_OF_LIGHT_KM_S, slant_range_scalar_km
+from satlink.modulation import ber_for_ebn0, bits_per_error_event, message_error_rate
 
 __all__ = ["Link", "LinkRun"]
 
+# the times, delay, wait, elevation, Eb/N0 and PER of an event with no transmission
+_NO_TX = (math.nan,) * 4 + (0.0,) + (math.nan,) * 3
 _CHUNK = 4096  # random draws are made this many at a time: numpy per call, Python per packet
 _arrival_time = operator.itemgetter(0)
 
@@ -222,18 +227,47 @@ class _Simulation:
         self.rng_loss = np.random.default_rng(_child_seed(seed, 0))
         self.rng_jitter = np.random.default_rng(_child_seed(seed, 1))
         self.rng_bits = np.random.default_rng(_child_seed(seed, 2))
+        self.rng_service = np.random.default_rng(_child_seed(seed, 3))
+        self.rng_chain = np.random.default_rng(_child_seed(seed, 4))
         self.loss_process = loss_process(cfg.loss, self.rng_loss)
+        self.max_retries = cfg.arq.max_retries
+        self.retx: list[tuple[float, int, int]] = []
+        self.in_flight: set[int] = set()
+        self.unreported = 0  # ARQ attempts whose ACK/NAK has not reached the sender yet
+        self.wake: simpy.Event | None = None
         # one tuple per event, fields as in trace.EVENT_DTYPE
         self.rows: list[tuple[Any, ...]] = []
         # deliveries in transmission order
         self.arrivals: list[Delivery] = []
         self.env = simpy.Environment()
+        self.return_link: ReturnLink | None = None
+        if cfg.arq.mode != "none" and cfg.return_link.mode == "messages":
+            self.return_link = ReturnLink(
+                self.env,
+                cfg.return_link,
+                np.random.default_rng(_child_seed(seed, 5)),
+                self._deliver_reports,
+            )
         self.env.process(self._sender())
 
     def trace(self) -> Trace:
-        return trace_from_events(
+        trace = trace_from_events(
             self.rows, self.reliable, [len(p) for p in self.packets], self.t_enq
         )
+        trace.return_events = list(self.return_link.events) if self.return_link else []
+        return trace
+
+    def _deliver_reports(self, t_s: float, entries: list[tuple[int, int, bool]]) -> None:
+        """A return message reached the sender: schedule the repeats its NAKs ask for, free
+        window slots, and wake the sender if it waits."""
+        for seq, attempt, ok in entries:
+            if ok or attempt >= self.max_retries:
+                self.in_flight.discard(seq)
+            else:
+                heapq.heappush(self.retx, (t_s, seq, attempt + 1))
+            self.unreported -= 1
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
 
     def _sender(self) -> Iterator[simpy.Event]:
         """The transmitter: one SimPy process, one timeout per message on the wire."""
@@ -251,27 +285,48 @@ class _Simulation:
 
         delay = cfg.delay
         cpass = delay.circular_pass()
+        track = cfg.track if delay.elevation_mode == "orbit" else None
+        half_pass_s = 0.5 * windows.pass_duration_s
         geometry = delay.mode == "geometry"
         fixed_elevation = float(delay.elevation_deg)
         hops, alt_km = delay.hops, float(delay.altitude_km)
-        const_delay = delay.nominal_delay_s()  # used unless the elevation moves
+        fixed_range_km = slant_range_scalar_km(alt_km, fixed_elevation)
+        const_delay = delay.nominal_delay_s()  # used unless the geometry moves
         proc_delay = float(delay.processing_delay_s)
         jitter_s = float(delay.jitter_s)
+        lat_lo = delay.service_latency_min_s
+        lat_span = (delay.service_latency_max_s or 0.0) - (lat_lo or 0.0)
 
-        loss_model = cfg.loss.model
-        chunked_loss = loss_model in ("none", "bernoulli", "gilbert-elliott")
+        lc = cfg.loss
+        loss_model = lc.model
+        timed = lc.step_s is not None
+        chunked_loss = loss_model in ("none", "bernoulli") or (
+            loss_model == "gilbert-elliott" and not timed
+        )
         is_ge = loss_model == "gilbert-elliott"
-        budget_per = loss_model == "budget-per"
+        budget_model = loss_model in ("budget-per", "bit-errors")
         bit_errors = loss_model == "bit-errors"
-        ber_at = cfg.budget.ber_function() if cfg.budget is not None else None
+        chain = None
+        if lc.has_chain and not chunked_loss:
+            chain = TimedChain(lc.p, lc.r, float(self.rng_chain.random()))
+        step_s = float(lc.step_s) if timed else 0.0
+        shadow_db, fade_db = float(lc.shadow_db), float(lc.fade_margin_db)
+        service_p = float(lc.service_loss_p)
+        bern_p = float(lc.p) if loss_model == "bernoulli" else 0.0
+        budget = cfg.budget
+        ebn0_at = budget.ebn0_function() if budget is not None else None
+        modulation = budget.modulation if budget is not None else "bpsk"
         integrity_check = self.link.integrity_check
-        rng_loss, rng_bits = self.rng_loss, self.rng_bits
+        rng_loss, rng_bits, rng_service = self.rng_loss, self.rng_bits, self.rng_service
 
         arq = cfg.arq
         arq_all = arq.mode == "selective-repeat"
         arq_tagged = arq.mode == "reliable-first-stage"
         max_retries = arq.max_retries
         return_delay = arq.return_delay_s
+        rl = self.return_link
+        window = arq.window_messages if rl is not None else None
+        in_flight = self.in_flight
 
         rows = self.rows
         record = rows.append  # one tuple per event; columns are built once at the end
@@ -286,10 +341,19 @@ class _Simulation:
         jit_buf: list[float] = []
         k_loss = k_u = k_jit = 0
 
+        def uniform() -> float:
+            nonlocal u_buf, k_u
+            if k_u == len(u_buf):
+                u_buf = rng_loss.random(_CHUNK).tolist()
+                k_u = 0
+            k_u += 1
+            return u_buf[k_u - 1]
+
         queue: deque[int] = deque()
-        retx: list[tuple[float, int, int]] = []  # (time the NAK reaches the sender, seq, attempt)
+        retx = self.retx  # (time the NAK reaches the sender, seq, attempt)
         next_i = 0
         last_start = -math.inf
+        t_chain = 0.0  # time (or message count) the chain was last read at
 
         while True:
             now = env.now
@@ -297,22 +361,49 @@ class _Simulation:
             # a message, so lazily admitting at this instant sees the right queue length
             while next_i < n and t_enq[next_i] <= now:
                 if len(queue) >= limit:
-                    record((next_i, 0, nan, nan, nan, nan, 0.0, nan, CODE_DROPPED_QUEUE, 0, 0))
+                    record(
+                        (
+                            next_i,
+                            0,
+                            nan,
+                            nan,
+                            nan,
+                            nan,
+                            0.0,
+                            nan,
+                            nan,
+                            nan,
+                            CODE_DROPPED_QUEUE,
+                            0,
+                            0,
+                        )
+                    )
                 else:
                     queue.append(next_i)
                 next_i += 1
+            window_full = window is not None and len(in_flight) >= window
             if retx and retx[0][0] <= now:  # repeats go first: they block the receiver's window
                 _, seq, attempt = heapq.heappop(retx)
-            elif queue:
+            elif queue and not window_full:
                 seq = queue.popleft()
                 attempt = 0
             else:
                 wake = min(
-                    retx[0][0] if retx else math.inf, t_enq[next_i] if next_i < n else math.inf
+                    retx[0][0] if retx else math.inf,
+                    t_enq[next_i] if next_i < n else math.inf,
                 )
-                if wake == math.inf:
+                if wake == math.inf and self.unreported == 0 and not (queue and window_full):
                     return
-                yield timeout(wake - now)
+                if wake == math.inf or (rl is not None and self.unreported):
+                    # wait for a return message (or the next enqueue / due repeat)
+                    self.wake = env.event()
+                    if wake < math.inf:
+                        yield self.wake | timeout(wake - now)
+                    else:
+                        yield self.wake
+                    self.wake = None
+                else:
+                    yield timeout(wake - now)
                 continue
 
             payload = packets[seq]
@@ -320,32 +411,51 @@ class _Simulation:
             tx_s = bits / rate
             t0 = now if now > last_start + min_interval else last_start + min_interval
             wait = 0.0
-            win_start = win_end = nan
             if not always_visible:
                 fit = windows.fit(t0, tx_s)
                 if fit is None or (drop_outside and fit[0] > t0):
                     record(
-                        (seq, attempt, nan, nan, nan, nan, 0.0, nan, CODE_DROPPED_VISIBILITY, 0, 0)
+                        (
+                            seq,
+                            attempt,
+                            nan,
+                            nan,
+                            nan,
+                            nan,
+                            0.0,
+                            nan,
+                            nan,
+                            nan,
+                            CODE_DROPPED_VISIBILITY,
+                            0,
+                            0,
+                        )
                     )
+                    if rl is not None:
+                        in_flight.discard(seq)
                     continue
-                start, win_start, win_end = fit
+                start = fit[0]
                 if start > t0:
                     wait = start - t0
-                    record((seq, attempt, start, nan, nan, nan, wait, nan, CODE_WAITED, 0, 0))
+                    record(
+                        (seq, attempt, start, nan, nan, nan, wait, nan, nan, nan, CODE_WAITED, 0, 0)
+                    )
                     t0 = start
             t1 = t0 + tx_s  # exactly bits / rate
             last_start = t0
 
             # geometry at the end of transmission (when the last bit leaves)
-            if cpass is not None:
-                el = cpass.elevation_deg_scalar(t1 - 0.5 * (win_start + win_end))
+            if track is not None:
+                el, range_km = track.at(t1)
+            elif cpass is not None:
+                el = cpass.elevation_deg_scalar(t1 - windows.pass_start_s(t1) - half_pass_s)
                 el = 0.0 if el < 0.0 else el
-                if geometry:
-                    d = hops * slant_range_scalar_km(alt_km, el) / SPEED_OF_LIGHT_KM_S + proc_delay
-                else:
-                    d = const_delay
+                range_km = slant_range_scalar_km(alt_km, el)
             else:
-                el = fixed_elevation
+                el, range_km = fixed_elevation, fixed_range_km
+            if geometry and (track is not None or cpass is not None):
+                d = hops * range_km / SPEED_OF_LIGHT_KM_S + proc_delay
+            else:
                 d = const_delay
             if jitter_s > 0.0:
                 if k_jit == len(jit_buf):
@@ -353,9 +463,24 @@ class _Simulation:
                     k_jit = 0
                 d += jit_buf[k_jit]
                 k_jit += 1
+            if lat_lo is not None:  # the service's end-to-end latency, from the first bit
+                e2e = lat_lo + lat_span * float(self.rng_jitter.random())
+                d = max(d, t0 + e2e - t1)
 
-            flips = 0
+            # the chain (Gilbert-Elliott in time, or shadowing) at this message
             state = 0
+            shadowed = False
+            if chain is not None:
+                steps = (t1 - t_chain) / step_s if timed else 1.0
+                t_chain = t1 if timed else t_chain
+                shadowed = chain.advance(steps, uniform())
+                state = 2 if shadowed else 1  # indices into trace.CHANNEL_STATES
+
+            ebn0 = nan
+            per_rf = 0.0
+            if ebn0_at is not None:
+                ebn0 = ebn0_at(el, range_km) - fade_db - (shadow_db if shadowed else 0.0)
+            flips = 0
             if chunked_loss:
                 if k_loss == len(lost_buf):
                     lost_arr, bad_arr = self.loss_process.draw(_CHUNK)
@@ -363,20 +488,34 @@ class _Simulation:
                     k_loss = 0
                 lost = lost_buf[k_loss]
                 if is_ge:
-                    state = 2 if bad_buf[k_loss] else 1  # indices into trace.CHANNEL_STATES
+                    bad = bad_buf[k_loss]
+                    state = 2 if bad else 1
+                    per_rf = lc.loss_bad if bad else lc.loss_good
+                else:
+                    per_rf = bern_p
                 k_loss += 1
-            elif budget_per:
-                assert ber_at is not None
-                per = packet_error_rate(bits, ber_at(el))
-                if k_u == len(u_buf):
-                    u_buf = rng_loss.random(_CHUNK).tolist()
-                    k_u = 0
-                lost = u_buf[k_u] < per
-                k_u += 1
-            else:  # bit errors: flip real bits, vectorised, at the budget's BER
-                assert bit_errors and ber_at is not None
-                lost = False
-                payload, flips = flip_bits(payload, ber_at(el), rng_bits)
+                if service_p > 0.0 and not lost:
+                    lost = bool(rng_service.random() < service_p)
+                per = 1.0 - (1.0 - per_rf) * (1.0 - service_p)
+            elif is_ge:  # Gilbert-Elliott stepping in time
+                per_rf = lc.loss_bad if shadowed else lc.loss_good
+                per = 1.0 - (1.0 - per_rf) * (1.0 - service_p)
+                lost = uniform() < per
+            else:
+                assert budget_model and ebn0_at is not None
+                per_rf = message_error_rate(ebn0, bits, modulation)
+                per = 1.0 - (1.0 - per_rf) * (1.0 - service_p)
+                if bit_errors:  # flip real bits; the receiver's CRC decides
+                    lost = service_p > 0.0 and bool(rng_service.random() < service_p)
+                    if not lost:
+                        ber = ber_for_ebn0(ebn0, modulation)
+                        bpe = bits_per_error_event(ebn0, modulation)
+                        if bpe > 1.0:
+                            payload, flips = flip_error_events(payload, ber / bpe, bpe, rng_bits)
+                        else:
+                            payload, flips = flip_bits(payload, ber, rng_bits)
+                else:
+                    lost = uniform() < per
 
             if lost:
                 t_arr = nan
@@ -391,13 +530,16 @@ class _Simulation:
                 else:
                     outcome = CODE_DELIVERED
                     failed = False
-            if (
-                failed
-                and attempt < max_retries
-                and (arq_all or (arq_tagged and reliable_flags[seq]))
-            ):
-                outcome = CODE_RETRANSMITTED
-                back = d if return_delay is None else return_delay
-                heapq.heappush(retx, (t1 + d + back, seq, attempt + 1))
-            record((seq, attempt, t0, t1, t_arr, d, wait, el, outcome, flips, state))
+            covered = arq_all or (arq_tagged and reliable_flags[seq])
+            if covered:
+                if failed:
+                    outcome = CODE_RETRANSMITTED if attempt < max_retries else CODE_ABANDONED
+                if rl is not None:  # the receiver reports it over the return link
+                    in_flight.add(seq)
+                    self.unreported += 1
+                    rl.report(t1 + d, seq, attempt, not failed, d)
+                elif failed and attempt < max_retries:
+                    back = d if return_delay is None else return_delay
+                    heapq.heappush(retx, (t1 + d + back, seq, attempt + 1))
+            record((seq, attempt, t0, t1, t_arr, d, wait, el, ebn0, per, outcome, flips, state))
             yield timeout(t1 - now)

@@ -31,7 +31,9 @@ __all__ = [
     "GilbertElliott",
     "LossProcess",
     "NoLoss",
+    "TimedChain",
     "flip_bits",
+    "flip_error_events",
     "gilbert_elliott_stationary_loss",
     "loss_process",
     "packet_error_rate",
@@ -177,4 +179,67 @@ def flip_bits(payload: bytes, ber: float, rng: np.random.Generator) -> tuple[byt
         mask[positions] = 1
         # one XOR with a packed mask, vectorised, rather than a Python loop over bits
         payload = (np.frombuffer(payload, dtype=np.uint8) ^ np.packbits(mask)).tobytes()
+    return payload, flips
+
+
+class TimedChain:
+    """A two-state (good/bad) Markov chain that advances by elapsed *steps*, real-valued, so a
+    chain stepping once per ``step_s`` seconds can be read at any time: waiting out a burst
+    helps. ``p`` = P(good->bad) and ``r`` = P(bad->good) per step; after n steps
+    P(bad | bad) = pi + (1 - pi) lam^n and P(bad | good) = pi (1 - lam^n), pi = p / (p + r),
+    lam = 1 - p - r (exact for whole n; for fractional n with lam < 0 the oscillating part is
+    dropped). It starts in the stationary distribution.
+
+    >>> ch = TimedChain(0.1, 0.4, u0=0.5)
+    >>> ch.bad, ch.advance(1.0, 0.05), ch.advance(0.0, 0.99)
+    (False, True, True)
+    """
+
+    def __init__(self, p: float, r: float, u0: float) -> None:
+        self.p, self.r = p, r
+        self.pi_bad = p / (p + r) if p + r > 0 else 0.0
+        self.lam = 1.0 - p - r
+        self.bad = u0 < self.pi_bad
+
+    def advance(self, steps: float, u: float) -> bool:
+        """The state after ``steps`` more steps, drawn with the uniform ``u``."""
+        if steps <= 0.0:
+            return self.bad
+        lam = self.lam
+        if lam < 0.0 and steps != int(steps):
+            lam_n = 0.0
+        else:
+            lam_n = lam**steps
+        if self.bad:
+            p_bad = self.pi_bad + (1.0 - self.pi_bad) * lam_n
+        else:
+            p_bad = self.pi_bad * (1.0 - lam_n)
+        self.bad = u < p_bad
+        return self.bad
+
+
+def flip_error_events(
+    payload: bytes, event_rate: float, bits_per_event: float, rng: np.random.Generator
+) -> tuple[bytes, int]:
+    """``payload`` with decoder error events: Binomial(bits, event_rate) events, each flipping
+    1 + Poisson(bits_per_event - 1) distinct bits within twice that span from its start (a
+    Viterbi burst). Returns the bytes and the number of bits flipped.
+
+    >>> out, n = flip_error_events(bytes(360), 1e-3, 4.0, np.random.default_rng(2))
+    >>> n == sum(bin(b).count("1") for b in out), n > 0
+    (True, True)
+    """
+    bits = 8 * len(payload)
+    events = int(rng.binomial(bits, min(1.0, event_rate)))
+    if not events:
+        return payload, 0
+    mask = np.zeros(bits, dtype=np.uint8)
+    starts = rng.integers(0, bits, size=events)
+    sizes = 1 + rng.poisson(max(0.0, bits_per_event - 1.0), size=events)
+    for start, k in zip(starts.tolist(), sizes.tolist(), strict=True):
+        span = min(bits - start, max(k, 2 * k))
+        k = min(k, span)
+        mask[start + rng.choice(span, size=k, replace=False)] = 1
+    flips = int(mask.sum())
+    payload = (np.frombuffer(payload, dtype=np.uint8) ^ np.packbits(mask)).tobytes()
     return payload, flips

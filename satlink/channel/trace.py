@@ -3,12 +3,12 @@
 The sender appends one plain tuple per event (fields as :data:`EVENT_DTYPE`, outcomes as the
 small-int codes below); :func:`trace_from_events` turns them into numpy columns in one pass.
 
->>> rows = [(0, 0, 0.0, 1.0, 1.25, 0.25, 0.0, 90.0, CODE_DELIVERED, 0, 0)]
+>>> rows = [(0, 0, 0.0, 1.0, 1.25, 0.25, 0.0, 90.0, 6.5, 0.01, CODE_DELIVERED, 0, 0)]
 >>> trace = trace_from_events(rows, reliable=[True], size_bytes=[125], t_enqueue_s=[0.0])
 >>> trace.counts()["delivered"], trace["t_arrival_s"].tolist(), trace["channel_state"].tolist()
 (1, [1.25], ['-'])
 >>> trace.to_csv().splitlines()[1]
-'0,0,True,125,0.0,0.0,1.0,1.25,0.25,0.0,90.0,delivered,0,-'
+'0,0,True,125,0.0,0.0,1.0,1.25,0.25,0.0,90.0,6.5,0.01,delivered,0,-'
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = [
     "CHANNEL_STATES",
+    "CODE_ABANDONED",
     "CODE_CORRUPTED",
     "CODE_DELIVERED",
     "CODE_DROPPED_QUEUE",
@@ -49,6 +50,7 @@ OUTCOMES = (
     "dropped-queue",
     "dropped-visibility",
     "waited-for-visibility",
+    "abandoned",
 )
 CHANNEL_STATES = ("-", "good", "bad")  # "-": the loss model has no state
 # the sender stores small ints per event; the trace turns them into names once, vectorised
@@ -60,6 +62,7 @@ CHANNEL_STATES = ("-", "good", "bad")  # "-": the loss model has no state
     CODE_DROPPED_QUEUE,
     CODE_DROPPED_VISIBILITY,
     CODE_WAITED,
+    CODE_ABANDONED,
 ) = range(len(OUTCOMES))
 
 
@@ -83,6 +86,8 @@ TRACE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("delay_s", "f8"),
     ("wait_s", "f8"),
     ("elevation_deg", "f8"),
+    ("ebn0_db", "f8"),
+    ("per", "f8"),
     ("outcome", "code"),
     ("bits_flipped", "i8"),
     ("channel_state", "code"),
@@ -100,6 +105,8 @@ EVENT_DTYPE = np.dtype(
         ("delay_s", "f8"),
         ("wait_s", "f8"),
         ("elevation_deg", "f8"),
+        ("ebn0_db", "f8"),
+        ("per", "f8"),
         ("outcome", "i1"),
         ("bits_flipped", "i8"),
         ("channel_state", "i1"),
@@ -113,11 +120,14 @@ class Trace:
     Columns: ``seq``, ``attempt`` (retry count, 0 for the first transmission), ``reliable``,
     ``size_bytes``, ``t_enqueue_s``, ``t_tx_start_s``, ``t_tx_end_s``, ``t_arrival_s`` (NaN when
     nothing arrived), ``delay_s``, ``wait_s`` (time spent waiting for visibility),
-    ``elevation_deg``, ``outcome`` (one of :data:`OUTCOMES`), ``bits_flipped`` and
-    ``channel_state`` (``good``/``bad`` for Gilbert-Elliott, else ``-``).
+    ``elevation_deg``, ``ebn0_db`` (the budget's Eb/N0 for this attempt, fades included; NaN
+    without a budget), ``per`` (the probability of loss or corruption the link applied to this
+    attempt), ``outcome`` (one of :data:`OUTCOMES`), ``bits_flipped`` and ``channel_state``
+    (``good``/``bad`` for a two-state chain, else ``-``).
 
-    An attempt that failed and will be repeated by the ARQ has outcome ``retransmitted``;
-    ``corrupted`` means bits were flipped (or ``integrity_check`` failed) and no repeat follows.
+    An attempt that failed and will be repeated by the ARQ has outcome ``retransmitted``; one
+    that failed with no retries left is ``abandoned`` (the ARQ gives the message up);
+    ``lost`` / ``corrupted`` are failures of messages the ARQ does not cover.
     """
 
     columns = tuple(name for name, _ in TRACE_COLUMNS)
@@ -126,6 +136,8 @@ class Trace:
         """``data`` maps every column name to its values; ``outcome`` and ``channel_state``
         may be given as names or as indices into :data:`OUTCOMES` / :data:`CHANNEL_STATES`."""
         self._cols: dict[str, np.ndarray] = {}
+        # the return link's messages (ARQ acknowledgements), when it carries them as messages
+        self.return_events: list[dict[str, Any]] = []
         self._codes: dict[str, np.ndarray] = {}
         for name, kind in TRACE_COLUMNS:
             values = data[name]

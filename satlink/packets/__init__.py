@@ -15,7 +15,9 @@ names the fault.
 One module per concern: ``format`` (constants, header layouts, field checks), ``crc``,
 ``errors``, ``sizing``, ``bitpack``, ``packetize`` (position order, interleaving, encoding),
 ``packet`` (the parsed packet types), ``parse``, ``reassembly``, ``fragments``, ``config``
-(the scenario's ``[packets]`` table), ``plan`` (the transmit plan) and ``files`` (packet files).
+(the scenario's ``[packets]`` and ``[fec]`` tables), ``plan`` (the transmit plan), ``files``
+(packet files), ``fec`` (erasure coding: repair packets and fragments, unequal protection) and
+``identity`` (message ids derived from the content).
 Import from the package: the names below are its public face.
 
 >>> import numpy as np
@@ -35,7 +37,7 @@ True
 from __future__ import annotations
 
 from satlink.packets.bitpack import pack_indices, unpack_indices
-from satlink.packets.config import PacketsConfig
+from satlink.packets.config import FecConfig, PacketsConfig
 from satlink.packets.crc import CRC_USES_C_EXTENSION, crc16_ccitt_false, crc32c, require_c_crc
 from satlink.packets.errors import (
     PacketConsistencyError,
@@ -45,6 +47,15 @@ from satlink.packets.errors import (
     PacketLengthError,
     PacketTruncatedError,
     PacketVersionError,
+)
+from satlink.packets.fec import (
+    FEC_SCHEMES,
+    MAX_BLOCK_SOURCES,
+    PLACEMENTS,
+    ProtectedPackets,
+    block_of,
+    protect,
+    repair_packets,
 )
 from satlink.packets.files import PACKET_FILE_PATTERN, encode_to_files, write_packet_files
 from satlink.packets.format import (
@@ -56,6 +67,7 @@ from satlink.packets.format import (
     FRAGMENT_CRC_SIZE_BYTES,
     FRAGMENT_HEADER_SIZE_BYTES,
     FRAGMENT_MARKER,
+    FRAGMENT_REPAIR_MARKER,
     INDEX_HEADER_SIZE_BYTES,
     MAX_BITS_PER_INDEX,
     MAX_DOWNSAMPLE_LOG2,
@@ -71,7 +83,8 @@ from satlink.packets.format import (
     PayloadKind,
 )
 from satlink.packets.fragments import Defragmenter, Fragment, fragment, parse_fragment
-from satlink.packets.packet import BytesPacket, IndexPacket, Packet
+from satlink.packets.identity import content_message_id, file_message_id
+from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
 from satlink.packets.packetize import packetize, packetize_bytes, position_order
 from satlink.packets.parse import parse_packet, parse_packets
 from satlink.packets.plan import TransmitPlan, plan_transmission
@@ -98,12 +111,15 @@ __all__ = [
     "CRC_SIZE_BYTES",
     "CRC_USES_C_EXTENSION",
     "DEFAULT_PACKET_SIZE_BYTES",
+    "FEC_SCHEMES",
     "FORMAT_VERSION",
     "FRAGMENT_CRC_SIZE_BYTES",
     "FRAGMENT_HEADER_SIZE_BYTES",
     "FRAGMENT_MARKER",
+    "FRAGMENT_REPAIR_MARKER",
     "INDEX_HEADER_SIZE_BYTES",
     "MAX_BITS_PER_INDEX",
+    "MAX_BLOCK_SOURCES",
     "MAX_DOWNSAMPLE_LOG2",
     "MAX_FRAGMENTS",
     "MAX_PACKETS_PER_MESSAGE",
@@ -114,9 +130,11 @@ __all__ = [
     "MIN_PACKET_SIZE_BYTES",
     "ORDERS",
     "PACKET_FILE_PATTERN",
+    "PLACEMENTS",
     "BytesMessage",
     "BytesPacket",
     "Defragmenter",
+    "FecConfig",
     "Fragment",
     "IndexMessage",
     "IndexPacket",
@@ -131,13 +149,18 @@ __all__ = [
     "PacketVersionError",
     "PacketsConfig",
     "PayloadKind",
+    "ProtectedPackets",
     "Reassembler",
+    "RepairPacket",
     "TransmitPlan",
+    "block_of",
     "byte_capacity",
     "bytes_for_stages",
+    "content_message_id",
     "crc16_ccitt_false",
     "crc32c",
     "encode_to_files",
+    "file_message_id",
     "fragment",
     "fragment_count",
     "index_capacity",
@@ -152,8 +175,10 @@ __all__ = [
     "payload_efficiency",
     "plan_transmission",
     "position_order",
+    "protect",
     "reassemble",
     "reassemble_bytes",
+    "repair_packets",
     "require_c_crc",
     "unpack_indices",
     "write_packet_files",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from satlink.packets.format import DEFAULT_PACKET_SIZE_BYTES
+from satlink.packets.identity import content_message_id
 from satlink.packets.packetize import packetize
 
 if TYPE_CHECKING:
@@ -51,9 +52,12 @@ def encode_to_files(
     *,
     packet_size_bytes: int = DEFAULT_PACKET_SIZE_BYTES,
     interleave: bool = False,
-    message_id: int = 1,
+    message_id: int | None = None,
 ) -> list[Path]:
     """Packetize a code (``codec.encode(image)``) and write one file per packet, named by
-    sequence number; return the paths in sequence order."""
+    sequence number; return the paths in sequence order. Without ``message_id`` the id is
+    derived from the content (:func:`satlink.packets.content_message_id`)."""
+    if message_id is None:
+        message_id = content_message_id(code)
     packets = packetize(code, packet_size_bytes, message_id=message_id, interleave=interleave)
     return write_packet_files(packets, out_dir)

@@ -34,6 +34,7 @@ __all__ = [
     "FRAGMENT_HEADER",
     "FRAGMENT_HEADER_SIZE_BYTES",
     "FRAGMENT_MARKER",
+    "FRAGMENT_REPAIR_MARKER",
     "INDEX_HEADER",
     "INDEX_HEADER_DTYPE",
     "INDEX_HEADER_SIZE_BYTES",
@@ -74,6 +75,9 @@ MAX_POSITIONS_PER_STAGE = 1 << 18
 MAX_DOWNSAMPLE_LOG2 = 15  # 4-bit field
 
 FRAGMENT_MARKER = 0xF1  # high nibble 0xF: never a packet version; low nibble: fragment format 1
+# A repair fragment (erasure code over a packet's fragments): fragment format 2. Readers of
+# format 1 refuse it by its marker and still rejoin packets from the format-1 fragments.
+FRAGMENT_REPAIR_MARKER = 0xF2
 FRAGMENT_HEADER_SIZE_BYTES = 7
 FRAGMENT_CRC_SIZE_BYTES = 2
 MIN_MTU_BYTES = FRAGMENT_HEADER_SIZE_BYTES + FRAGMENT_CRC_SIZE_BYTES + 1
@@ -124,6 +128,8 @@ class PayloadKind(IntEnum):
 
     INDICES = 0  # bit-packed RVQ indices of a ProgressiveCode
     BYTES = 1  # a slice of an opaque file (AVIF, JPEG, ...)
+    REPAIR_INDICES = 2  # an erasure-code repair symbol over a block of INDICES packets
+    REPAIR_BYTES = 3  # an erasure-code repair symbol over a block of BYTES packets
 
 
 def byte0(kind: int, order_bit: int = 0, interleave_bit: int = 0) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from satlink.packets.crc import seal
 from satlink.packets.format import CONTENT_TYPE_CODES, PayloadKind
 from satlink.packets.packetize import (
     cached_position_order,
@@ -23,7 +24,7 @@ from satlink.packets.packetize import (
     encode_index_packet,
 )
 
-__all__ = ["BytesPacket", "IndexPacket", "Packet"]
+__all__ = ["BytesPacket", "IndexPacket", "Packet", "RepairPacket"]
 
 
 @dataclass(eq=False, slots=True)
@@ -107,3 +108,38 @@ class BytesPacket(Packet):
             CONTENT_TYPE_CODES[self.content_type],
             self.data,
         )
+
+
+@dataclass(eq=False, slots=True)
+class RepairPacket(Packet):
+    """An erasure-code repair packet (kinds 2 and 3): share :attr:`share` of the Reed-Solomon
+    code over block :attr:`block` of stage :attr:`stage` (always 0 for a file message).
+
+    ``seq`` holds ``block << 8 | share`` (the repair's identity within the message), ``total``
+    the message's source packet count. :attr:`source_seqs` are the ``seq`` of the block's
+    source packets, in share order (share ``i < block_sources`` is ``source_seqs[i]``);
+    :attr:`symbol` is the repair symbol, as long as a source packet's payload. The header bytes
+    after ``seq`` repeat the protected message's (geometry, or file size and type), so the
+    packet is checked and placed on its own, and a lost source packet can be rebuilt exactly.
+    """
+
+    protects: PayloadKind  # INDICES or BYTES: the kind of the source packets
+    stage: int
+    block: int
+    share: int
+    block_sources: int  # k: source packets in the block
+    source_seqs: tuple[int, ...]
+    header_size_bytes: int  # of the source packets (13 or 10), as of this packet
+    symbol: bytes
+
+    def to_bytes(self) -> bytes:
+        """Encode again; equals :attr:`raw` for every packet the parser accepts."""
+        return seal(self.raw[: self.header_size_bytes] + self.symbol)
+
+    def source_packet(self, seq: int, symbol: bytes) -> bytes:
+        """The source packet ``seq`` of this block rebuilt from its payload ``symbol``: the
+        source header is this header with the source kind and ``seq`` put back, then the CRC."""
+        head = bytearray(self.raw[: self.header_size_bytes])
+        head[0] = (head[0] & 0xF3) | (int(self.protects) << 2)
+        head[3:5] = seq.to_bytes(2, "big")
+        return seal(bytes(head) + symbol)

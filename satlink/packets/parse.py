@@ -47,11 +47,12 @@ from satlink.packets.format import (
     ORDERS,
     PayloadKind,
 )
-from satlink.packets.packet import BytesPacket, IndexPacket, Packet
+from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
 
 __all__ = ["parse_packet", "parse_packets"]
 
 _KIND_INDICES, _KIND_BYTES = PayloadKind.INDICES, PayloadKind.BYTES  # plain lookups when parsing
+_REPAIR_KINDS = (PayloadKind.REPAIR_INDICES, PayloadKind.REPAIR_BYTES)
 
 
 def _check_zero_padding(data: bytes, start: int, end: int, used_bits: int) -> None:
@@ -187,6 +188,47 @@ def _parse_bytes(data: bytes, n: int) -> BytesPacket:
     )
 
 
+def _parse_repair(data: bytes, n: int, kind: int) -> RepairPacket:
+    """A repair packet (kind 2: over indices packets, 3: over file packets): the header after
+    ``seq`` is the protected message's, ``seq`` is ``block << 8 | share``."""
+    from satlink.packets.fec import block_bounds, block_source_seqs  # fec imports packet types
+
+    message_id, rid = MESSAGE_SEQ.unpack_from(data, 1)
+    block, share = rid >> 8, rid & 0xFF
+    if kind == PayloadKind.REPAIR_INDICES:
+        sk = data[12]
+        geometry = _index_geometry(n, data[0], data[5:12], sk & 15)
+        order, num_stages, total, pps = geometry[0], geometry[3], geometry[10], geometry[9]
+        stage = sk >> 4
+        if stage >= num_stages:
+            raise PacketFieldError("stage", stage, f"0..{num_stages - 1}", 12)
+        protects, per_stage, header = PayloadKind.INDICES, pps, INDEX_HEADER_SIZE_BYTES
+    else:
+        if data[0] & 3:
+            raise PacketFieldError("reserved", data[0] & 3, "0 for kind 3", 0, "byte 0 bits 1-0")
+        _, _, _, file_size, ctype = BYTES_HEADER.unpack_from(data)
+        if ctype not in CONTENT_TYPES:
+            raise PacketFieldError("content_type", ctype, f"0..{len(CONTENT_TYPES) - 1}", 9)
+        cap = n - BYTES_HEADER_SIZE_BYTES - CRC_SIZE_BYTES
+        total = max(1, -(-file_size // cap))
+        if total > MAX_PACKETS_PER_MESSAGE:
+            raise PacketFieldError("file_size_bytes", file_size, "at most 65536 packets", 5)
+        order, num_stages, stage, per_stage = "stage-major", 1, 0, total
+        protects, header = PayloadKind.BYTES, BYTES_HEADER_SIZE_BYTES
+    blocks = len(block_bounds(per_stage)) - 1
+    if block >= blocks:
+        raise PacketFieldError("repair block", block, f"0..{blocks - 1}", 3, "seq high byte")
+    seqs = block_source_seqs(protects, order, num_stages, total, stage, block)
+    if share < len(seqs):
+        raise PacketFieldError(
+            "repair share", share, f"{len(seqs)}..255", 4, f"the block has {len(seqs)} sources"
+        )
+    return RepairPacket(
+        n, FORMAT_VERSION, PayloadKind(kind), message_id, rid, total, data, protects, stage,
+        block, share, len(seqs), seqs, header, data[header : n - CRC_SIZE_BYTES],
+    )  # fmt: skip
+
+
 def _check_frame(data: bytes, packet_size_bytes: int | None) -> int:
     """Length, CRC and version checks, in that order; return the kind (bits 3-2 of byte 0)."""
     n = len(data)
@@ -226,7 +268,7 @@ def _check_frame(data: bytes, packet_size_bytes: int | None) -> int:
 
 def parse_packet(
     data: bytes | bytearray | memoryview, packet_size_bytes: int | None = None
-) -> IndexPacket | BytesPacket:
+) -> IndexPacket | BytesPacket | RepairPacket:
     """Check and decode one packet; raise a :class:`PacketError` subclass naming the fault.
 
     Checks run in this order, and no field is read before the CRC has passed: length
@@ -253,7 +295,7 @@ def parse_packet(
         )
     if kind == 1:
         return _parse_bytes(data, n)
-    raise PacketFieldError("payload_kind", kind, "0 (indices) or 1 (bytes)", 0, "byte 0 bits 3-2")
+    return _parse_repair(data, n, kind)
 
 
 def parse_packets(
@@ -296,9 +338,7 @@ def parse_packets(
             elif kind == 1:
                 out.append(_parse_bytes(data, n))
             else:
-                raise PacketFieldError(
-                    "payload_kind", kind, "0 (indices) or 1 (bytes)", 0, "byte 0 bits 3-2"
-                )
+                out.append(_parse_repair(data, n, kind))
         except PacketError as exc:
             if errors == "raise":
                 raise

@@ -29,8 +29,9 @@ from satlink.packets.errors import (
     PacketLengthError,
     PacketTruncatedError,
 )
+from satlink.packets.fec import block_of, decode_block
 from satlink.packets.format import PayloadKind, check_packet_size
-from satlink.packets.packet import BytesPacket, IndexPacket, Packet
+from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
 from satlink.packets.parse import parse_packet, parse_packets
 
 if TYPE_CHECKING:
@@ -152,12 +153,20 @@ class Reassembler:
         # Per indices message: [stages, h*w] indices and received mask, filled as packets
         # arrive, so that a preview after every packet costs a copy, not a rebuild.
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # Repair packets per message and block: {message_id: {(stage, block): {share: p}}}.
+        self._repairs: dict[int, dict[tuple[int, int], dict[int, RepairPacket]]] = {}
         self.duplicates = 0
+        self.recovered: list[tuple[int, int]] = []  # (message_id, seq) rebuilt from repairs
+        self.last_recovered: list[IndexPacket | BytesPacket] = []  # by the latest add()
+        self.recovery_errors: list[str] = []  # a rebuilt packet the checks refused (never kept)
 
     def add(self, packet: bytes | bytearray | memoryview | Packet) -> bool:
         """Accept one packet; ``True`` if new, ``False`` for an exact duplicate.
 
-        Raises :class:`PacketError` subclasses for malformed or inconsistent packets.
+        Raises :class:`PacketError` subclasses for malformed or inconsistent packets. A repair
+        packet is kept with its block; whenever a block holds as many packets (sources and
+        repairs) as it has sources, its missing sources are rebuilt, checked like any packet and
+        placed: they are in :attr:`last_recovered` after this call.
         """
         p = packet if isinstance(packet, Packet) else parse_packet(packet, self.packet_size_bytes)
         if self.packet_size_bytes is None:
@@ -167,6 +176,76 @@ class Reassembler:
                 PacketTruncatedError if p.size_bytes < self.packet_size_bytes else PacketLengthError
             )
             raise cls(f"packet is {p.size_bytes} bytes, expected {self.packet_size_bytes}")
+        self.last_recovered = []
+        if isinstance(p, RepairPacket):
+            return self._add_repair(p)
+        new = self._accept(p)
+        if new and p.message_id in self._repairs:
+            self._recover(p.message_id, block_of(p))
+        return new
+
+    def _add_repair(self, p: RepairPacket) -> bool:
+        blocks = self._repairs.setdefault(p.message_id, {})
+        ref: Packet | None = self._first.get(p.message_id)
+        if ref is None:
+            ref = next((r for b in blocks.values() for r in b.values()), None)
+        if ref is not None:
+            kind = ref.protects if isinstance(ref, RepairPacket) else ref.kind
+            a, e = p.raw, ref.raw
+            end = p.header_size_bytes - (1 if p.protects == PayloadKind.INDICES else 0)
+            same = kind == p.protects and (a[0] ^ e[0]) & 3 == 0 and a[5:end] == e[5:end]
+            if same and p.protects == PayloadKind.INDICES:
+                same = not (a[12] ^ e[12]) & 15
+            if not same:
+                raise PacketConsistencyError(
+                    p.message_id,
+                    p.seq,
+                    "repair header (kind, order, geometry or file)",
+                    f"bytes {a[: p.header_size_bytes].hex()}",
+                    f"bytes {e[: p.header_size_bytes].hex()}",
+                )
+        shares = blocks.setdefault((p.stage, p.block), {})
+        old = shares.get(p.share)
+        if old is not None:
+            if old.raw != p.raw:
+                raise PacketConsistencyError(
+                    p.message_id, p.seq, "repair payload", "different bytes", "an earlier copy"
+                )
+            self.duplicates += 1
+            return False
+        shares[p.share] = p
+        self._recover(p.message_id, (p.stage, p.block))
+        return True
+
+    def _recover(self, message_id: int, key: tuple[int, int]) -> None:
+        """Rebuild a block's missing sources once it holds enough packets."""
+        shares = self._repairs.get(message_id, {}).get(key)
+        if not shares:
+            return
+        rp = next(iter(shares.values()))
+        have = self._packets.get(message_id, {})
+        seqs = rp.source_seqs
+        missing = [i for i, s in enumerate(seqs) if s not in have]
+        if not missing or len(seqs) - len(missing) + len(shares) < rp.block_sources:
+            return
+        h, n = rp.header_size_bytes, rp.size_bytes
+        ids = [i for i, s in enumerate(seqs) if s in have]
+        symbols = [have[seqs[i]].raw[h : n - 4] for i in ids]
+        ids += list(shares)
+        symbols += [r.symbol for r in shares.values()]
+        source = decode_block(rp.block_sources, symbols, ids)
+        for i in missing:
+            raw = rp.source_packet(seqs[i], source[i])
+            try:
+                pkt = parse_packet(raw, n)
+                if self._accept(pkt):
+                    self.recovered.append((message_id, seqs[i]))
+                    self.last_recovered.append(pkt)
+            except PacketError as exc:  # a repair that passed its CRC but rebuilds nonsense
+                self.recovery_errors.append(f"message {message_id} seq {seqs[i]}: {exc}")
+
+    def _accept(self, p: IndexPacket | BytesPacket) -> bool:
+        """Keep one source packet (no recovery): the checks of :meth:`add`."""
         first = self._first.get(p.message_id)
         if first is None:
             self._first[p.message_id] = p

@@ -42,11 +42,13 @@ evaluation scores a miss; ``no_picture_frac`` counts those replications.
   far, this one included), ``t_tx_start_s``, ``t_arrival_s``, ``outcome``, ``rx_verdict``,
   ``preview`` and the preview's ``psnr_db`` and ``ms_ssim``;
 - ``replications.csv``: one row per replication with its headline figures;
-- ``summary.csv``: per grid point and payload, median, p10 and p90 (linear interpolation) of the
+- ``summary.csv``: per grid point and payload, median, p10 and p90 (order statistics: each is a
+  value some replication produced, see :func:`~satlink.sweep.results.quantile`) of the
   time to first preview, to MS-SSIM 0.8 and 0.9 and to full quality, and of the final MS-SSIM and
   PSNR;
-- ``quality_vs_packets.png`` and ``quality_vs_time.png``: median line and 10–90% band per grid
-  point and payload;
+- ``quality_vs_packets.png`` and ``quality_vs_time.png``: median line per grid point and payload
+  with every run (at most 10 per line) or the 10–90% band, n in the legend;
+- ``report.html``: one self-contained page with the summary table and the plots;
 - ``sweep.json``: the sweep's parameters and run statistics (decode-cache hits, rate);
 - ``replications/<key>.json``: one file per finished replication, named by a hash of everything
   that decides its result and written atomically. Running the same sweep again (or a larger

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from satlink.outdir import OutputFolder
 from satlink.scenario import DEFAULT_SCENARIO, Scenario
 from satlink.sweep import worker
 from satlink.sweep.grid import (
@@ -116,7 +120,8 @@ def _jobs(
     size = chunk_size or max(1, min(MAX_CHUNK, math.ceil(len(todo) / (slots * CHUNKS_PER_SLOT))))
     chunks: list[tuple[worker.Chunk, str]] = []
     for g, pending in sorted(pending_by_group, key=lambda gp: gp[0].work.image_digest):
-        packets = json.loads(g.work.scenario_json)["packets"]
+        resolved = json.loads(g.work.scenario_json)
+        packets = [resolved["packets"], resolved.get("fec")]  # the plan's repairs: [fec]
         prep_key = "prep-" + digest(
             canonical(
                 [
@@ -139,12 +144,39 @@ def _jobs(
     return preps, chunks
 
 
+# [protocol://]host[:port][/path]: a host name, an IPv4 address or a bracketed IPv6 one
+SCHEDULER_ADDRESS = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::\d{1,5})?(?:/\S*)?"
+)
+
+
+# The files of a sweep folder besides replications/<key>.json (checked against the user's own).
+SWEEP_FILES = (
+    "results.csv",
+    "replications.csv",
+    "summary.csv",
+    "quality_vs_packets.png",
+    "quality_vs_time.png",
+    "sweep.json",
+    "report.html",
+)
+
+
+def usable_workers(workers: int) -> int:
+    """``workers`` capped to this machine's CPU cores: more processes only cost memory."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(workers, max(1, cores))
+
+
 def _runner(scheduler: str | None, workers: int, jobs: int, model: str, fingerprint: str) -> Runner:
     if scheduler is not None:
         return DaskRunner(scheduler.strip(), model, fingerprint)
     if workers == 0:
         return InlineRunner()
-    return PoolRunner(min(workers, jobs), model, fingerprint)
+    return PoolRunner(min(usable_workers(workers), jobs), model, fingerprint)
 
 
 def sweep(
@@ -194,8 +226,14 @@ def sweep(
         budget_packets = check_int("budget_packets", budget_packets, 1)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
-    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
-        raise SweepError(f"scheduler = {scheduler!r}: expected an address like tcp://host:8786")
+    if scheduler is not None and (
+        not isinstance(scheduler, str) or not SCHEDULER_ADDRESS.fullmatch(scheduler.strip())
+    ):
+        # checked before anything connects: a malformed address would wait out the timeout
+        raise SweepError(
+            f"scheduler = {scheduler!r}: not a Dask scheduler address; expected "
+            "[protocol://]host[:port], e.g. tcp://10.0.0.5:8786"
+        )
     payload_list = check_payloads(payloads)
     seed_list = replication_seeds(root_seed, seeds)
     grid_values = parse_grid(grid)
@@ -214,139 +252,153 @@ def sweep(
     reps = [r for g in groups for r in g.reps]
 
     out = Path(out_dir) if out_dir is not None else None
-    store = out / "replications" if out is not None else None
-    results: dict[str, dict[str, Any]] = {}
-    if store is not None:
-        try:
-            store.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SweepError(f"out_dir: cannot create {store}: {exc.strerror or exc}") from None
-        for rep in reps:
-            if rep.key not in results and (done := load_done(store / f"{rep.key}.json", rep.key)):
-                results[rep.key] = done
-    resumed = len(results)
+    folder = OutputFolder(out, kind="sweep", remove_stale=False) if out is not None else None
+    if folder is not None:
+        folder.claim(SWEEP_FILES)  # someone else's folder is refused; one sweep at a time
+    with folder if folder is not None else contextlib.nullcontext():
+        store = out / "replications" if out is not None else None
+        results: dict[str, dict[str, Any]] = {}
+        if store is not None:
+            try:
+                store.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SweepError(f"out_dir: cannot create {store}: {exc.strerror or exc}") from None
+            for rep in reps:
+                if rep.key not in results and (
+                    done := load_done(store / f"{rep.key}.json", rep.key)
+                ):
+                    results[rep.key] = done
+        resumed = len(results)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(
-            total=len({r.key for r in reps}),
-            initial=resumed,
-            unit="rep",
-            desc=f"sweep {base.name}",
-            dynamic_ncols=True,
-        )
-    counters = {"hits": 0, "misses": 0, "run": 0, "chunks": 0}
-    shared: dict[str, Any] = {img.digest: img.pixels for img in image_list}
-
-    def prep_sink(output: tuple[str, Any]) -> None:
-        shared[output[0]] = output[1]
-
-    def sink(output: worker.ChunkOutput) -> None:
-        for key, res in zip(output.keys, output.results, strict=True):
-            res["key"] = key
-            results[key] = res
-            if store is not None:
-                save_done(store, key, res)
-        counters["hits"] += output.cache_hits
-        counters["misses"] += output.cache_misses
-        counters["run"] += len(output.keys)
-        if bar is not None:
-            bar.update(len(output.keys))
-            lookups = counters["hits"] + counters["misses"]
-            if lookups:
-                bar.set_postfix(cache_hits=f"{counters['hits'] / lookups:.0%}")
-
-    t_run = time.perf_counter()
-    prep_s = 0.0
-    n_todo = sum(1 for r in reps if r.key not in results)
-    try:
-        if n_todo:
-            with _runner(scheduler, workers, n_todo, model, fingerprint) as runner:
-                preps, chunks = _jobs(
-                    groups, results, runner.slots, chunk_size, decode_cache, cache_entries
-                )
-                counters["chunks"] = len(chunks)
-                if bar is not None:
-                    bar.set_postfix_str("encoding payloads")
-                prep_jobs = [(job, (job.work.image_digest,)) for job in preps.values()]
-                # Looked up on the module at call time, so a test can stand in for a worker.
-                runner.run(worker.run_prep, prep_jobs, shared, prep_sink)
-                prep_s = time.perf_counter() - t_run
-                if bar is not None:
-                    bar.set_postfix_str("replaying")
-                chunk_jobs = [(c, (c.work.image_digest, prep_key)) for c, prep_key in chunks]
-                runner.run(worker.run_chunk, chunk_jobs, shared, sink)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-            bar = None
-            where = f"; run the same sweep again to resume from {store}" if store else ""
-            print(
-                f"sweep interrupted: {len(results)} of {len(reps)} replications done{where}",
-                file=sys.stderr,
-                flush=True,
+            bar = tqdm(
+                total=len({r.key for r in reps}),
+                initial=resumed,
+                unit="rep",
+                desc=f"sweep {base.name}",
+                dynamic_ncols=True,
             )
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    run_s = time.perf_counter() - t_run
+        counters = {"hits": 0, "misses": 0, "run": 0, "chunks": 0}
+        shared: dict[str, Any] = {img.digest: img.pixels for img in image_list}
 
-    table_groups: dict[tuple, list] = {}
-    for rep in reps:
-        table_groups.setdefault((rep.point_index, rep.payload), []).append((rep, results[rep.key]))
-    replication_rows = []
-    for rep in reps:
-        res = results[rep.key]
-        info = res["payload_info"]
-        replication_rows.append(
-            {
-                **dict(rep.point),
-                "payload": rep.payload,
-                "image": rep.image,
-                "replicate": rep.replicate,
-                "seed": rep.seed,
-                "key": rep.key,
-                "budget_packets": info.get("budget_packets"),
-                "fits": info.get("fits", True),
-                "file_bytes": info.get("file_bytes"),
-                **res["figures"],
-            }
+        def prep_sink(output: tuple[str, Any]) -> None:
+            shared[output[0]] = output[1]
+
+        def sink(output: worker.ChunkOutput) -> None:
+            for key, res in zip(output.keys, output.results, strict=True):
+                res["key"] = key
+                results[key] = res
+                if store is not None:
+                    save_done(store, key, res)
+                    folder.written.add(f"replications/{key}.json")
+            counters["hits"] += output.cache_hits
+            counters["misses"] += output.cache_misses
+            counters["run"] += len(output.keys)
+            if bar is not None:
+                bar.update(len(output.keys))
+                lookups = counters["hits"] + counters["misses"]
+                if lookups:
+                    bar.set_postfix(cache_hits=f"{counters['hits'] / lookups:.0%}")
+
+        t_run = time.perf_counter()
+        prep_s = 0.0
+        n_todo = sum(1 for r in reps if r.key not in results)
+        try:
+            if n_todo:
+                with _runner(scheduler, workers, n_todo, model, fingerprint) as runner:
+                    preps, chunks = _jobs(
+                        groups, results, runner.slots, chunk_size, decode_cache, cache_entries
+                    )
+                    counters["chunks"] = len(chunks)
+                    if bar is not None:
+                        bar.set_postfix_str("encoding payloads")
+                    prep_jobs = [(job, (job.work.image_digest,)) for job in preps.values()]
+                    # Looked up on the module at call time, so a test can stand in for a worker.
+                    runner.run(worker.run_prep, prep_jobs, shared, prep_sink)
+                    prep_s = time.perf_counter() - t_run
+                    if bar is not None:
+                        bar.set_postfix_str("replaying")
+                    chunk_jobs = [(c, (c.work.image_digest, prep_key)) for c, prep_key in chunks]
+                    runner.run(worker.run_chunk, chunk_jobs, shared, sink)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+                bar = None
+                where = f"; run the same sweep again to resume from {store}" if store else ""
+                print(
+                    f"sweep interrupted: {len(results)} of {len(reps)} replications done{where}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        run_s = time.perf_counter() - t_run
+
+        table_groups: dict[tuple, list] = {}
+        for rep in reps:
+            table_groups.setdefault((rep.point_index, rep.payload), []).append(
+                (rep, results[rep.key])
+            )
+        replication_rows = []
+        for rep in reps:
+            res = results[rep.key]
+            info = res["payload_info"]
+            replication_rows.append(
+                {
+                    **dict(rep.point),
+                    "payload": rep.payload,
+                    "image": rep.image,
+                    "replicate": rep.replicate,
+                    "seed": rep.seed,
+                    "key": rep.key,
+                    "budget_packets": info.get("budget_packets"),
+                    "fits": info.get("fits", True),
+                    "file_bytes": info.get("file_bytes"),
+                    **res["figures"],
+                }
+            )
+        lookups = counters["hits"] + counters["misses"]
+        stats = {
+            "replications": len(reps),
+            "run": counters["run"],
+            "resumed": resumed,
+            "elapsed_s": time.perf_counter() - t_start,
+            "run_s": run_s,
+            "replications_per_s": counters["run"] / run_s
+            if counters["run"] and run_s > 0
+            else None,
+            "decode_cache": decode_cache,
+            "decode_cache_hits": counters["hits"],
+            "decode_cache_misses": counters["misses"],
+            "decode_cache_hit_rate": counters["hits"] / lookups if lookups else None,
+            "workers": usable_workers(workers) if scheduler is None else None,  # processes run
+            "scheduler": scheduler,
+            "chunks": counters["chunks"],
+            "prepare_s": prep_s,
+            "model": model,
+            "model_fingerprint": fingerprint,
+        }
+        result = SweepResult(
+            base.name,
+            grid_values,
+            payload_list,
+            [i.label for i in image_list],
+            seeds,
+            int(root_seed),
+            replication_rows,
+            summarise_groups(list(grid_values), table_groups),
+            out,
+            stats,
+            [(rep, results[rep.key]) for rep in reps],
         )
-    lookups = counters["hits"] + counters["misses"]
-    stats = {
-        "replications": len(reps),
-        "run": counters["run"],
-        "resumed": resumed,
-        "elapsed_s": time.perf_counter() - t_start,
-        "run_s": run_s,
-        "replications_per_s": counters["run"] / run_s if counters["run"] and run_s > 0 else None,
-        "decode_cache": decode_cache,
-        "decode_cache_hits": counters["hits"],
-        "decode_cache_misses": counters["misses"],
-        "decode_cache_hit_rate": counters["hits"] / lookups if lookups else None,
-        "workers": workers if scheduler is None else None,
-        "scheduler": scheduler,
-        "chunks": counters["chunks"],
-        "prepare_s": prep_s,
-        "model": model,
-        "model_fingerprint": fingerprint,
-    }
-    result = SweepResult(
-        base.name,
-        grid_values,
-        payload_list,
-        [i.label for i in image_list],
-        seeds,
-        int(root_seed),
-        replication_rows,
-        summarise_groups(list(grid_values), table_groups),
-        out,
-        stats,
-        [(rep, results[rep.key]) for rep in reps],
-    )
-    if out is not None:
-        result.write(plots=plots)
+        if out is not None:
+            result.write(plots=plots)
+        if folder is not None:
+            folder.written.update(name for name in SWEEP_FILES if folder.wrote(name))
+            folder.finish("complete")
     return result

@@ -247,6 +247,7 @@ def canonical(obj: Any) -> bytes:
 
 def resolve_images(images: Any) -> list[SweepImage]:
     from codec import load_image
+    from codec.api import DEFAULT_MAX_PIXELS
 
     if images is None:
         from satlink.replay import default_image
@@ -283,7 +284,7 @@ def resolve_images(images: Any) -> list[SweepImage]:
         if label in seen:
             raise SweepError(f"images: two images are labelled {label!r}; labels must differ")
         seen.add(label)
-        pixels = load_image(src)
+        pixels = load_image(src, max_pixels=DEFAULT_MAX_PIXELS)  # refused from the header
         pixels.setflags(write=False)
         out.append(SweepImage(label, pixels, digest(str(pixels.shape).encode(), pixels.tobytes())))
     return out
@@ -306,7 +307,7 @@ def _schema() -> dict[str, bool]:
 
     from satlink.channel import LinkConfig
     from satlink.linkbudget import BudgetConfig
-    from satlink.scenario import BUDGET_DERIVED_KEYS, PacketsConfig
+    from satlink.scenario import BUDGET_DERIVED_KEYS, FecConfig, PacketsConfig
 
     out: dict[str, bool] = {}
 
@@ -325,6 +326,7 @@ def _schema() -> dict[str, bool]:
     walk(PacketsConfig, "packets")
     walk(LinkConfig, "channel", skip=("budget",))  # [budget] is its own table
     walk(BudgetConfig, "budget", skip=BUDGET_DERIVED_KEYS)
+    walk(FecConfig, "fec")
     return out
 
 
@@ -337,7 +339,7 @@ def _check_grid_keys(grid: Mapping[str, list], source: str) -> None:
             where = (
                 f"keys in [{parent}]: {', '.join(known)}"
                 if known
-                else "top-level tables: packets, channel, budget"
+                else "top-level tables: packets, channel, budget, fec"
             )
             raise SweepError(f"grid key {key!r} does not exist in scenario {source}; {where}")
         if schema[key]:

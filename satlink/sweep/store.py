@@ -20,7 +20,7 @@ from satlink.sweep.grid import canonical, digest
 
 __all__ = ["FORMAT_VERSION", "load_done", "replication_key", "save_done"]
 
-FORMAT_VERSION = 1  # of the per-replication files; part of their key
+FORMAT_VERSION = 2  # of the per-replication files; part of their key (2: stage1_complete)
 
 
 def replication_key(

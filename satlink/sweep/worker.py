@@ -166,6 +166,7 @@ def prepare(
     """
     p = sc.packets
     key = (image_digest, payload, p.size_bytes, p.fragment_bytes, p.order, p.interleave, effort)
+    key += (sc.fec,)  # the plan's repair packets follow the [fec] table
     if payload != "rvq" and budget_packets is None:
         rvq = prepare(state, pixels, image_digest, "rvq", sc, None, codec, effort)
         budget_packets = rvq.info["packets"]
@@ -200,9 +201,12 @@ def _nan_to_none(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def figures(summary: Mapping[str, Any], floor: Mapping[str, float]) -> dict[str, Any]:
+def figures(
+    summary: Mapping[str, Any], floor: Mapping[str, float], classical: bool = False
+) -> dict[str, Any]:
     """A replication's headline figures (``replications.csv``) from its replay summary; with no
-    picture the final scores are the grey floor's."""
+    picture the final scores are the grey floor's. ``stage1_complete``: the first RVQ stage was
+    whole at the end (a classical file: the file was)."""
     c = summary["counts"]
     no_picture = summary["previews"] == 0
     out = {k: summary[k] for k in TIME_FIGURES}
@@ -210,6 +214,7 @@ def figures(summary: Mapping[str, Any], floor: Mapping[str, float]) -> dict[str,
         final_ms_ssim=floor["ms_ssim"] if no_picture else summary["final_ms_ssim"],
         final_psnr_db=floor["psnr_db"] if no_picture else summary["final_psnr_db"],
         no_picture=no_picture,
+        stage1_complete=not no_picture and (classical or summary["final_stages_complete"] >= 1),
         previews=summary["previews"],
         packets=c["packets"],
         messages_sent=c["transmissions"],
@@ -241,6 +246,7 @@ def replicate(
             final_ms_ssim=floor["ms_ssim"],
             final_psnr_db=floor["psnr_db"],
             no_picture=True,
+            stage1_complete=False,
             previews=0,
             packets=0,
             messages_sent=0,
@@ -273,7 +279,8 @@ def replicate(
             "ms_ssim": r.get("ms_ssim"),
         }
         rows.append([event[c] for c in ROW_COLUMNS])  # lists: the files stay small
-    return {**base, "figures": figures(summary, floor), "rows": rows}
+    classical = payload.info.get("payload", "rvq") != "rvq"
+    return {**base, "figures": figures(summary, floor, classical), "rows": rows}
 
 
 def worker_scenario(state: WorkerState, work: Work) -> Scenario:
