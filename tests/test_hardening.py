@@ -149,13 +149,14 @@ def test_a_second_concurrent_run_is_refused(small_image, tmp_path):
     assert len(_previews_on_disk(out)) == len(res.previews)
 
 
-def test_two_replays_started_together_never_mix(big_png, tmp_path):
+def test_two_replays_started_together_never_mix(tmp_path):
     """The issue's race: two `satlink replay` processes into one folder at once. One is refused
     (exit 2, one line) while the other runs; whichever wins, the folder is one run's."""
-    out = tmp_path / "race"
+    out, image = tmp_path / "race", tmp_path / "small.png"
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[64:192, 160:288])).save(image)
     cmd = [
-        sys.executable, "-m", "satlink.cli", "replay", "--image", str(big_png), "--out", str(out),
-        "--quiet", "--set", "channel.loss.model='none'", "--set", "packets.size_bytes=60",
+        sys.executable, "-m", "satlink.cli", "replay", "--image", str(image), "--out", str(out),
+        "--quiet", "--set", "channel.loss.model='none'", "--set", "packets.size_bytes=40",
     ]  # fmt: skip
     runs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(r.wait(timeout=600), r.stderr.read()) for r in runs]
@@ -451,6 +452,7 @@ def _png_declaring(path: Path, width: int, height: int) -> None:
     path.write_bytes(bytes(blob))
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL, at open
 def test_the_pixel_limit_is_checked_from_the_header(tmp_path):
     path = tmp_path / "huge.png"
     _png_declaring(path, 12000, 12000)
@@ -537,3 +539,13 @@ def test_a_tampered_manifest_cannot_reach_outside_the_folder(tmp_path):
     assert folder.finish("complete") == []
     folder.release()
     assert victim.read_text() == "keep me"
+
+
+def test_a_sweep_into_a_folder_of_user_files_is_refused(small_image, tmp_path):
+    from satlink.sweep import sweep
+
+    (tmp_path / "results.csv").write_text("mine")
+    with pytest.raises(OutputFolderError, match="no satlink run wrote"):
+        sweep("bds3-rsmc-geo", seeds=1, images=small_image, workers=0, out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+    assert (tmp_path / "results.csv").read_text() == "mine"
