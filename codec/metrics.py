@@ -250,7 +250,7 @@ class Reference:
             raise MetricError(
                 f"images are {w}×{h} px; MS-SSIM needs each side at least {MIN_SIDE_PX} px"
             )
-        self._ref64 = self.image.astype(np.float64)
+        self._ref64: np.ndarray | None = None  # made on the first PSNR: 8 bytes a sample
         with torch.inference_mode():
             self._levels = _reference_levels(
                 _to_tensor(self.image[None]), ms_ssim_params(*self.image.shape[:2])
@@ -261,6 +261,8 @@ class Reference:
 
     def psnr_batch(self, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """PSNR in dB of each test image (``inf`` where identical)."""
+        if self._ref64 is None:
+            self._ref64 = self.image.astype(np.float64)
         return _psnr(self._ref64, self._tests(tests))
 
     def ms_ssim_batch(self, tests: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
