@@ -18,11 +18,27 @@ from torch import nn
 
 from codec.model import CodecConfig
 
-__all__ = ["CheckpointError", "export_meta", "export_weights", "load_checkpoint", "state_dict_cpu"]
+__all__ = [
+    "CheckpointError",
+    "export_meta",
+    "export_weights",
+    "load_checkpoint",
+    "state_dict_cpu",
+    "unpickling_reason",
+]
 
 
 class CheckpointError(ValueError):
     """A training checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def unpickling_reason(exc: pickle.UnpicklingError, kind: str) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in words for a user."""
+    if "Weights only load failed" in str(exc):
+        return (
+            "it holds Python objects besides tensors, refused because loading them could run code"
+        )
+    return f"not a PyTorch {kind}"
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -33,12 +49,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     try:
         st = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        why = (
-            "it holds Python objects besides tensors, refused because loading them could run code"
-            if "Weights only load failed" in str(exc)
-            else "not a PyTorch checkpoint"
-        )
-        raise CheckpointError(f"{path}: {why}") from None
+        raise CheckpointError(f"{path}: {unpickling_reason(exc, 'checkpoint')}") from None
     except (EOFError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint, or cut short ({exc})") from None
     missing = {"model", "opt", "step", "config"} - set(st if isinstance(st, dict) else ())

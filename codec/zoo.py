@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from codec.api import DEFAULT_MAX_PIXELS, Codec
+from codec.checkpoint import unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -67,11 +68,7 @@ def load_codec(
     except EOFError:
         raise ModelNotFoundError(f"{path} is not a codec weight file: empty or cut short") from None
     except pickle.UnpicklingError as exc:
-        why = (
-            "it holds Python objects besides tensors, refused because loading them could run code"
-            if "Weights only load failed" in str(exc)
-            else "not a PyTorch file"
-        )
+        why = unpickling_reason(exc, "file")
         raise ModelNotFoundError(f"{path} is not a codec weight file: {why}") from None
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         reason = (str(exc).strip("'\"").splitlines() or [""])[0][:200] or type(exc).__name__
