@@ -257,6 +257,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scenario(sp: argparse.ArgumentParser) -> None:
+    from satlink.scenario import DEFAULT_SCENARIO
+
+    sp.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
+    )
+
+
 def _add_effort(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--effort",
@@ -309,15 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         if quiet:
             sp.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from satlink.scenario import DEFAULT_SCENARIO
-
     sp = sub.add_parser("replay", help="replay one scenario on one image (the main job)")
-    sp.add_argument(
-        "scenario",
-        nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
-    )
+    _add_scenario(sp)
     sp.add_argument(
         "--image", type=existing_path, help="source image (default: a scikit-image sample)"
     )
@@ -411,12 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "compare", help="RVQ and AVIF, plain / with FEC / with ARQ, against loss at equal bytes"
     )
-    sp.add_argument(
-        "scenario",
-        nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
-    )
+    _add_scenario(sp)
     sp.add_argument("--image", help="source image (default: the built-in astronaut)")
     sp.add_argument("--side-px", type=int, default=None, help="resize to a square of this side")
     sp.add_argument("--losses", default="0,0.05,0.1,0.2,0.3", help="long-run message loss")
@@ -436,12 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_compare)
 
     sp = sub.add_parser("budget", help="link budget of a scenario")
-    sp.add_argument(
-        "scenario",
-        nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
-    )
+    _add_scenario(sp)
     sp.add_argument(
         "--json",
         action="store_true",
@@ -477,12 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_scenarios)
 
     sp = sub.add_parser("sweep", help="Monte Carlo sweep over a grid of scenario values")
-    sp.add_argument(
-        "scenario",
-        nargs="?",
-        default=DEFAULT_SCENARIO,
-        help=f"preset name or TOML path (default {DEFAULT_SCENARIO})",
-    )
+    _add_scenario(sp)
     sp.add_argument(
         "--grid",
         action="append",
