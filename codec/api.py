@@ -127,7 +127,9 @@ class Codec:
         f = self.config.downsample
         return -(-image_size[0] // f), -(-image_size[1] // f)
 
-    def _to_tensor(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    def to_tensor(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """uint8 ``[H, W, 3]`` -> (``[1, 3, H', W']`` in [0, 1], mirror-padded to the latent grid,
+        channels-last; ``(H, W)``): what the analysis transform takes."""
         h, w = rgb.shape[:2]
         if min(h, w) < MIN_SIDE_PX:
             raise CodecInputError(f"image is {w}×{h} px; each side must be at least {MIN_SIDE_PX}")
@@ -154,7 +156,7 @@ class Codec:
             raise CodecInputError(f"effort must be an integer, got {effort!r}")
         if not 0 <= effort <= MAX_EFFORT:
             raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
-        x, size = self._to_tensor(load_image(image, max_pixels=self.max_pixels))
+        x, size = self.to_tensor(load_image(image, max_pixels=self.max_pixels))
         if effort:
             z = refine_latent(self.net, x, effort, size)
             with torch.inference_mode():
