@@ -80,10 +80,19 @@ def export_meta(st: dict, model_id: int, name: str) -> dict:
     }
 
 
-def export_weights(ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
-    """Strip a training checkpoint down to what ``weights_only=True`` loading needs."""
+def export_weights(
+    ckpt: Path, dest: Path, model_id: int = 1, name: str = "progic-rvq-s", half: bool = False
+) -> dict:
+    """Strip a training checkpoint down to what ``weights_only=True`` loading needs.
+
+    ``half`` stores floating-point tensors as fp16 (half the file; they load into the fp32
+    model, so decoding still runs in fp32 on rounded weights).
+    """
     st = load_checkpoint(ckpt)
-    state_dict = {k: v.contiguous() for k, v in st["model"].items()}
-    meta = export_meta(st, model_id, name)
+    state_dict = {
+        k: (v.half() if half and v.is_floating_point() else v).contiguous()
+        for k, v in st["model"].items()
+    }
+    meta = {**export_meta(st, model_id, name), "stored_dtype": "float16" if half else "float32"}
     torch.save({"state_dict": state_dict, **meta}, dest)
     return meta

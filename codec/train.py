@@ -607,8 +607,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p.add_argument("dest", help="the .pt weight file to write")
         p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
         p.add_argument("--model-id", type=int, default=1, help="id carried in packet headers")
+        p.add_argument("--half", action="store_true", help="store the tensors as fp16")
         a = p.parse_args(argv[1:])
-        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name)
+        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half)
         print(json.dumps(meta, indent=1))
         return
     args = parse_args(argv, prog)

@@ -224,3 +224,16 @@ def test_every_training_option_has_help(capsys) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--out", "o", "--bf16", "maybe"])
     assert "expected true or false" in capsys.readouterr().err
+
+
+def test_half_export_loads_into_the_fp32_model(corpus, tmp_path) -> None:
+    cfg = config(corpus, tmp_path / "run", steps=1, depth_sampling="one")
+    Trainer(cfg).run()
+    full = export_weights(tmp_path / "run" / "last.ckpt", tmp_path / "f.pt")
+    half = export_weights(tmp_path / "run" / "last.ckpt", tmp_path / "h.pt", half=True)
+    assert (full["stored_dtype"], half["stored_dtype"]) == ("float32", "float16")
+    a, b = codec.load_codec(tmp_path / "f.pt"), codec.load_codec(tmp_path / "h.pt")
+    assert next(b.net.parameters()).dtype == torch.float32
+    img = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    diff = np.abs(a.decode(a.encode(img)).astype(int) - b.decode(b.encode(img)).astype(int))
+    assert diff.mean() < 2.0
