@@ -23,7 +23,8 @@ end
 local OUTCOMES = { [0] = "delivered", "lost", "corrupted", "retransmitted", "dropped-queue",
   "dropped-visibility", "waited-for-visibility", "abandoned" }
 local VERDICTS = { [0] = "none", "accepted", "duplicate", "corrupted", "rejected", "fragment" }
-local KINDS = { [0] = "RVQ indices", [1] = "file bytes", [2] = "reserved (2)", [3] = "reserved (3)" }
+local KINDS = { [0] = "RVQ indices", [1] = "file bytes", [2] = "repair over RVQ indices",
+  [3] = "repair over file bytes" }
 local ORDERS = { [0] = "stage-major", [1] = "position-major" }
 local CONTENT = { [0] = "application/octet-stream", "image/avif", "image/jpeg", "image/png",
   "image/webp", "image/jxl", "image/heic" }
@@ -148,7 +149,8 @@ local function dissect_packet(tvb, tree)
   tree:add(f.seq, tvb(3, 2))
   local kind = band(rshift(b0, 2), 3)
   local what
-  if kind == 1 then
+  -- A repair packet (kind 2 or 3) has its source kind's header; its seq holds block and share.
+  if kind == 1 or kind == 3 then
     tree:add(f.file_size, tvb(5, 4))
     tree:add(f.content_type, tvb(9, 1))
     tree:add(f.payload, tvb(10, n - 14))
@@ -166,6 +168,7 @@ local function dissect_packet(tvb, tree)
     tree:add(f.payload, tvb(13, n - 17))
     what = string.format("stage %d", rshift(sd, 4))
   end
+  if kind >= 2 then what = "repair, " .. what end
   local good = add_crc(tree, tvb, tvb(n - 4, 4), tvb(n - 4, 4):uint(), crc32c(tvb, 0, n - 4), f.crc)
   return good, what, tvb(3, 2):uint()
 end
