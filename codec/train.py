@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -611,6 +612,26 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         a = p.parse_args(argv[1:])
         meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half)
         print(json.dumps(meta, indent=1))
+        return
+    if argv and argv[0] == "validate":
+        p = argparse.ArgumentParser(
+            prog=f"{prog} validate",
+            description="validation figures of a weight file, as training logs them",
+        )
+        p.add_argument("weights", help="an exported .pt weight file")
+        p.add_argument("--data", required=True, help="the training folder (its held-out images)")
+        p.add_argument("--crop-px", type=int, default=256, help="training crop size it assumes")
+        a = p.parse_args(argv[1:])
+        from codec.zoo import load_codec  # checks the file and names what is wrong with it
+
+        config = load_codec(a.weights).config.to_dict()
+        with tempfile.TemporaryDirectory(prefix="codec-validate-") as tmp:
+            cfg = TrainConfig(
+                data=a.data, out=tmp, crop_px=a.crop_px, config=json.dumps(config), progress=False
+            )
+            trainer = Trainer(cfg)
+            trainer.init_from_weights(Path(a.weights))
+            print(json.dumps(trainer.validate()))
         return
     args = parse_args(argv, prog)
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}

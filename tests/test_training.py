@@ -237,3 +237,14 @@ def test_half_export_loads_into_the_fp32_model(corpus, tmp_path) -> None:
     img = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     diff = np.abs(a.decode(a.encode(img)).astype(int) - b.decode(b.encode(img)).astype(int))
     assert diff.mean() < 2.0
+
+
+def test_validate_a_weight_file(corpus, tmp_path, capsys) -> None:
+    import json
+
+    cfg = config(corpus, tmp_path / "run", steps=1, depth_sampling="one")
+    Trainer(cfg).run()
+    export_weights(tmp_path / "run" / "last.ckpt", tmp_path / "w.pt")
+    main(["validate", str(tmp_path / "w.pt"), "--data", str(corpus), "--crop-px", "64"])
+    figures = json.loads(capsys.readouterr().out)
+    assert len(figures["val_msssim"]) == 3 and figures["latent_participation_ratio"] >= 1
