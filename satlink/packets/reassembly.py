@@ -43,8 +43,21 @@ if TYPE_CHECKING:
 __all__ = ["BytesMessage", "IndexMessage", "Reassembler", "reassemble", "reassemble_bytes"]
 
 
+class MissingSeqs:
+    """What index and file messages share: which of their packets have not arrived."""
+
+    total_packets: int
+    received_seqs: tuple[int, ...]
+
+    @property
+    def missing_seqs(self) -> list[int]:
+        """Sequence numbers of the packets that have not arrived."""
+        have = set(self.received_seqs)
+        return [s for s in range(self.total_packets) if s not in have]
+
+
 @dataclass(frozen=True, eq=False)
-class IndexMessage:
+class IndexMessage(MissingSeqs):
     """What arrived of one indices message: ``indices`` (zeros where missing) and ``received``."""
 
     message_id: int
@@ -56,12 +69,6 @@ class IndexMessage:
     packet_size_bytes: int
     total_packets: int
     received_seqs: tuple[int, ...]
-
-    @property
-    def missing_seqs(self) -> list[int]:
-        """Sequence numbers of the packets that have not arrived."""
-        have = set(self.received_seqs)
-        return [s for s in range(self.total_packets) if s not in have]
 
     @property
     def complete(self) -> bool:
@@ -82,7 +89,7 @@ class IndexMessage:
 
 
 @dataclass(frozen=True, eq=False)
-class BytesMessage:
+class BytesMessage(MissingSeqs):
     """What arrived of one file message; ``data`` is ``None`` until every packet is in."""
 
     message_id: int
@@ -92,11 +99,6 @@ class BytesMessage:
     packet_size_bytes: int
     total_packets: int
     received_seqs: tuple[int, ...]
-
-    @property
-    def missing_seqs(self) -> list[int]:
-        have = set(self.received_seqs)
-        return [s for s in range(self.total_packets) if s not in have]
 
     @property
     def complete(self) -> bool:
