@@ -45,7 +45,6 @@ from satlink.packets import (
 
 __all__ = [
     "PACKET_FILE_PATTERN",
-    "SCORE_NAMES",
     "VERDICTS",
     "Arrival",
     "BoundedLRU",
@@ -59,9 +58,6 @@ __all__ = [
 ]
 
 VERDICTS = ("accepted", "duplicate", "corrupted", "rejected", "fragment")
-# The scores of every preview, named as in packets.csv, results.csv and summary.json (with the
-# unit in the name where there is one); optional perceptual metrics add their own names.
-SCORE_NAMES = ("psnr_db", "ms_ssim")
 
 
 class BoundedLRU:

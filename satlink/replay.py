@@ -156,12 +156,8 @@ def encode_payload(
 
     if budget_packets is None:
         budget_packets = len(
-            packetize(
-                codec.encode(image, effort=effort),
-                size,
-                order=scenario.packets.order,
-                message_id=0,
-            )
+            # the count depends only on the image size, so no refinement (effort) is spent
+            packetize(codec.encode(image), size, order=scenario.packets.order, message_id=0)
         )
     content_type = CLASSICAL_CODECS[payload].content_type
     if content_type not in CONTENT_TYPES.values():  # the packet header must be able to say it

@@ -12,20 +12,10 @@ from cdp import Browser, find_chromium
 from satlink import report
 from satlink.replay import replay
 
-# bit errors on a weak link with one ARQ repeat: damaged copies, retransmissions, previews
-NOISY = [
-    "channel.loss.model='bit-errors'",
-    "budget.eirp_dbw=0.0",
-    "packets.size_bytes=40",
-    "channel.arq.mode='selective-repeat'",
-    "channel.arq.max_retries=1",
-]
-
 
 @pytest.fixture(scope="module")
-def replay_dir(tiny, small_image, tmp_path_factory):
-    out = tmp_path_factory.mktemp("replay")
-    result = replay("bds3-rsmc-geo", small_image, seed=2, codec=tiny, out_dir=out, overrides=NOISY)
+def replay_dir(noisy_replay):
+    out, result = noisy_replay
     assert len(result.previews) >= 2, "the fixture needs at least two previews to slide over"
     return out, result
 

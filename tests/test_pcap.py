@@ -12,15 +12,7 @@ import pytest
 from satlink import report
 from satlink.cli import main
 from satlink.packets import PacketCRCError, fragment, packetize_bytes, parse_packet
-from satlink.replay import replay
 
-NOISY = [
-    "channel.loss.model='bit-errors'",
-    "budget.eirp_dbw=0.0",
-    "packets.size_bytes=40",
-    "channel.arq.mode='selective-repeat'",
-    "channel.arq.max_retries=1",
-]
 FIELDS = (
     "satlink.trace.wire_seq",
     "satlink.seq",
@@ -31,9 +23,8 @@ FIELDS = (
 
 
 @pytest.fixture(scope="module")
-def noisy(tiny, small_image, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pcap")
-    result = replay("bds3-rsmc-geo", small_image, seed=2, codec=tiny, out_dir=out, overrides=NOISY)
+def noisy(noisy_replay):
+    out, result = noisy_replay
     assert result.transmission.received_bytes, "the fixture needs at least one damaged copy"
     return out, result
 

@@ -334,6 +334,10 @@ class _Simulation:
         new_delivery = tuple.__new__  # what Delivery(...) does, minus a Python-level call
         nan = math.nan
 
+        def record_drop(seq: int, attempt: int, code: int) -> None:
+            # a message that never went on air: no times, no geometry, no bits
+            record((seq, attempt, nan, nan, nan, nan, 0.0, nan, nan, nan, code, 0, 0))
+
         # pre-drawn randomness, refilled a chunk at a time
         lost_buf: list[bool] = []
         bad_buf: list[bool] = []
@@ -361,23 +365,7 @@ class _Simulation:
             # a message, so lazily admitting at this instant sees the right queue length
             while next_i < n and t_enq[next_i] <= now:
                 if len(queue) >= limit:
-                    record(
-                        (
-                            next_i,
-                            0,
-                            nan,
-                            nan,
-                            nan,
-                            nan,
-                            0.0,
-                            nan,
-                            nan,
-                            nan,
-                            CODE_DROPPED_QUEUE,
-                            0,
-                            0,
-                        )
-                    )
+                    record_drop(next_i, 0, CODE_DROPPED_QUEUE)
                 else:
                     queue.append(next_i)
                 next_i += 1
@@ -414,23 +402,7 @@ class _Simulation:
             if not always_visible:
                 fit = windows.fit(t0, tx_s)
                 if fit is None or (drop_outside and fit[0] > t0):
-                    record(
-                        (
-                            seq,
-                            attempt,
-                            nan,
-                            nan,
-                            nan,
-                            nan,
-                            0.0,
-                            nan,
-                            nan,
-                            nan,
-                            CODE_DROPPED_VISIBILITY,
-                            0,
-                            0,
-                        )
-                    )
+                    record_drop(seq, attempt, CODE_DROPPED_VISIBILITY)
                     if rl is not None:
                         in_flight.discard(seq)
                     continue
