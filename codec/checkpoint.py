@@ -85,14 +85,34 @@ def export_weights(
 ) -> dict:
     """Strip a training checkpoint down to what ``weights_only=True`` loading needs.
 
-    ``half`` stores floating-point tensors as fp16 (half the file; they load into the fp32
-    model, so decoding still runs in fp32 on rounded weights).
+    ``ckpt`` may also be an exported weight file (a run's ``step_N.pt``): it is relabelled with
+    ``name`` and ``model_id``, keeping its step, wall time and hardware record. ``half`` stores
+    floating-point tensors as fp16 (half the file; they load into the fp32 model, so decoding
+    still runs in fp32 on rounded weights).
     """
-    st = load_checkpoint(ckpt)
+    weights = _exported_weights(Path(ckpt))
+    if weights is not None:
+        tensors = weights["state_dict"]
+        meta = {k: v for k, v in weights.items() if k not in ("state_dict", "stored_dtype")}
+        meta.update(name=name, model_id=model_id)
+    else:
+        st = load_checkpoint(ckpt)
+        tensors, meta = st["model"], export_meta(st, model_id, name)
     state_dict = {
         k: (v.half() if half and v.is_floating_point() else v).contiguous()
-        for k, v in st["model"].items()
+        for k, v in tensors.items()
     }
-    meta = {**export_meta(st, model_id, name), "stored_dtype": "float16" if half else "float32"}
+    meta = {**meta, "stored_dtype": "float16" if half else "float32"}
     torch.save({"state_dict": state_dict, **meta}, dest)
     return meta
+
+
+def _exported_weights(path: Path) -> dict | None:
+    """The contents of ``path`` if it is an exported weight file, else None (a checkpoint)."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # load_checkpoint then names what is wrong with the file
+        return None
+    if isinstance(blob, dict) and {"state_dict", "model_id", "config"} <= set(blob):
+        return blob
+    return None

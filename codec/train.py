@@ -634,6 +634,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
             print(json.dumps(trainer.validate()))
         return
     args = parse_args(argv, prog)
+    if args.init_weights and not args.config and not args.resume:
+        # A fine-tune inherits the shape of the weights it starts from (latent_norm and all).
+        from codec.zoo import load_codec
+
+        args.config = json.dumps(load_codec(args.init_weights).config.to_dict())
     fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     trainer = Trainer(TrainConfig(**fields))
     last = Path(args.out) / "last.ckpt"

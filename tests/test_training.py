@@ -248,3 +248,27 @@ def test_validate_a_weight_file(corpus, tmp_path, capsys) -> None:
     main(["validate", str(tmp_path / "w.pt"), "--data", str(corpus), "--crop-px", "64"])
     figures = json.loads(capsys.readouterr().out)
     assert len(figures["val_msssim"]) == 3 and figures["latent_participation_ratio"] >= 1
+
+
+def test_export_relabels_a_step_export(corpus, tmp_path) -> None:
+    cfg = config(corpus, tmp_path / "run", steps=2, export_every=2, depth_sampling="one")
+    Trainer(cfg).run()
+    step = tmp_path / "run" / "step_000002.pt"
+    meta = export_weights(step, tmp_path / "v2.pt", model_id=2, name="progic-rvq-v2", half=True)
+    assert (meta["model_id"], meta["name"], meta["step"]) == (2, "progic-rvq-v2", 2)
+    a, b = codec.load_codec(step), codec.load_codec(tmp_path / "v2.pt")
+    assert (b.name, b.model_id) == ("progic-rvq-v2", 2)
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values(), strict=True):
+        assert torch.allclose(va, vb, atol=1e-2, rtol=1e-3), k
+
+
+def test_a_fine_tune_takes_the_shape_of_its_weights(corpus, tmp_path) -> None:
+    # No --config: the model is built as the weights were (here: a tiny one with latent_norm),
+    # not the default shape, which would refuse to load them.
+    Trainer(config(corpus, tmp_path / "run", steps=1, export_every=1)).run()
+    start = tmp_path / "run" / "step_000001.pt"
+    base = ["--data", str(corpus), "--crop-px", "64", "--batch-size", "2", "--threads", "1"]
+    main([*base, "--out", str(tmp_path / "ft"), "--init-weights", str(start), "--steps", "1"])
+    main(["export", str(tmp_path / "ft" / "last.ckpt"), str(tmp_path / "ft.pt")])
+    tuned = codec.load_codec(tmp_path / "ft.pt")
+    assert tuned.config == codec.load_codec(start).config and tuned.config.latent_norm
