@@ -150,6 +150,32 @@ class Attention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+def rotate_onto(e: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The rotation trick (arXiv 2410.06424): ``q``'s value, with ``e``'s gradient carried
+    through the rotation and rescaling that take ``e`` to ``q``, instead of copied unchanged.
+
+    ``e`` (the encoder's latent) and ``q`` (its quantization) are ``[B, D, h, w]``; the rotation
+    is per position, over ``D``. The rotation and scale are constants to autograd, so a code's
+    gradient turns with the angle between the latent and its code.
+
+    >>> e = torch.randn(2, 4, 3, 3, requires_grad=True)
+    >>> q = torch.randn(2, 4, 3, 3)
+    >>> bool(torch.allclose(rotate_onto(e, q), q))
+    True
+    """
+    q = q.detach()
+    e_norm = e.detach().norm(dim=1, keepdim=True).clamp_min(eps)
+    q_norm = q.norm(dim=1, keepdim=True)
+    e_hat, q_hat = e.detach() / e_norm, q / q_norm.clamp_min(eps)
+    r = e_hat + q_hat
+    r = r / r.norm(dim=1, keepdim=True).clamp_min(eps)
+    # (I - 2 r r^T + 2 q_hat e_hat^T) e, scaled by |q| / |e|: equal to q up to rounding.
+    out = (q_norm / e_norm) * (
+        e - 2 * (e * r).sum(1, keepdim=True) * r + 2 * (e * e_hat).sum(1, keepdim=True) * q_hat
+    )
+    return out + (q - out.detach())  # the forward value is q exactly
+
+
 class ResidualVQ(nn.Module):
     """Residual vector quantizer with EMA codebooks, k-means init and dead-code revival.
 

@@ -38,7 +38,7 @@ from codec.data import (
     load_corpus,
     random_crops,
 )
-from codec.model import CodecConfig, ProgressiveCodec
+from codec.model import CodecConfig, ProgressiveCodec, rotate_onto
 from codec.pack import load_pack, split_paths
 
 
@@ -85,6 +85,9 @@ class TrainConfig:
     # decoder. Partial-depth gradients reward a latent the first stage alone captures, which is
     # how the first model's latent collapsed to a handful of directions.
     encoder_grad: str = "all"
+    # How the quantizer passes gradients to the encoder: "ste" copies them unchanged
+    # (straight-through), "rotation" turns them with the angle to the code (rotation trick).
+    quantizer_grad: str = "ste"
     max_images: int = 0
     progress: bool = True
     # Stop this invocation after so many seconds of steps (0: no limit), saving a checkpoint:
@@ -184,6 +187,10 @@ class Trainer:
             raise ValueError(f"depth_sampling must be 'all' or 'one', got {cfg.depth_sampling!r}")
         if cfg.encoder_grad not in ("all", "full"):
             raise ValueError(f"encoder_grad must be 'all' or 'full', got {cfg.encoder_grad!r}")
+        if cfg.quantizer_grad not in ("ste", "rotation"):
+            raise ValueError(
+                f"quantizer_grad must be 'ste' or 'rotation', got {cfg.quantizer_grad!r}"
+            )
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -343,16 +350,21 @@ class Trainer:
             masks = depth_masks(received)
             codewords_in = codewords.repeat(s, 1, 1, 1, 1)
             depths = torch.arange(1, s + 1, device=z.device).repeat_interleave(b)
-            ste = (z - z.detach()).repeat(s, 1, 1, 1)
+            e = z.repeat(s, 1, 1, 1)
         else:
             masks = depth_mask(received, depths)
             codewords_in = codewords
-            ste = z - z.detach()
+            e = z
         latents = net.assemble_latent(codewords_in, masks)
-        # Straight-through estimator: decoder gradients pass the quantizer unchanged.
-        if self.cfg.encoder_grad == "full":
-            ste = ste * (depths == s).to(ste.dtype)[:, None, None, None]
-        latents = latents + ste
+        # Which reconstructions train the encoder (all, or full depth only), and how: the
+        # added term is zero in value and carries the encoder's gradient.
+        teach = (depths == s) if self.cfg.encoder_grad == "full" else torch.ones_like(depths)
+        teach = teach.to(z.dtype)[:, None, None, None]
+        if self.cfg.quantizer_grad == "rotation":
+            moved = rotate_onto(e, latents) - latents.detach()
+        else:  # straight-through: decoder gradients pass the quantizer unchanged
+            moved = e - e.detach()
+        latents = latents + teach * moved
         with self.autocast():
             recon = net.synthesis(latents, masks).float()
         return z, indices, codewords, recon
@@ -557,6 +569,7 @@ OPTION_HELP = {
     "config": "'tiny' or a JSON CodecConfig for a new model (empty: the default shape)",
     "depth_sampling": "'all' depths per sample, or 'one' drawn per sample (6.5x cheaper)",
     "encoder_grad": "'all' depths train the encoder, or only the 'full' depth",
+    "quantizer_grad": "'ste' (straight-through) or 'rotation' (rotation trick) to the encoder",
     "max_images": "use only the first N images (0: all)",
     "progress": "progress bar on stderr (true/false)",
     "max_wall_s": "stop this invocation after so many seconds, with a checkpoint (0: no limit)",

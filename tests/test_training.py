@@ -12,6 +12,7 @@ from PIL import Image
 
 import codec
 from codec.checkpoint import CheckpointError, export_weights
+from codec.model import rotate_onto
 from codec.pack import build_pack, load_pack
 from codec.train import (
     TrainConfig,
@@ -113,6 +114,37 @@ def test_bad_recipe_names_are_refused(corpus, tmp_path) -> None:
         Trainer(config(corpus, tmp_path / "x", depth_sampling="some"))
     with pytest.raises(ValueError, match="encoder_grad"):
         Trainer(config(corpus, tmp_path / "x", encoder_grad="half"))
+    with pytest.raises(ValueError, match="quantizer_grad"):
+        Trainer(config(corpus, tmp_path / "x", quantizer_grad="straight"))
+
+
+def test_rotation_trick_turns_the_gradient() -> None:
+    # e = (1, 0) quantized to q = (0, 2): a quarter turn and a doubling. The value is q; the
+    # gradient of <out, g> is 2 R^T g, not g as straight-through would give.
+    e = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).requires_grad_()
+    q = torch.tensor([0.0, 2.0]).view(1, 2, 1, 1)
+    out = rotate_onto(e, q)
+    assert torch.equal(out, q)
+    (out * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)).sum().backward()
+    assert torch.allclose(e.grad.flatten(), torch.tensor([0.0, -2.0]), atol=1e-6)
+
+
+def test_rotation_trick_decodes_the_same_and_trains_the_encoder(corpus, tmp_path) -> None:
+    trainers = {
+        g: Trainer(config(corpus, tmp_path / g, quantizer_grad=g)) for g in ("ste", "rotation")
+    }
+    trainers["rotation"].net.load_state_dict(trainers["ste"].net.state_dict())
+    x = trainers["ste"].batch()
+    recons, grads = {}, {}
+    for g, trainer in trainers.items():
+        z = trainer.net.analysis(x).detach()
+        trainer.net.rvq.init_kmeans(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), seed=0)
+        _, _, _, recon = trainer.reconstruct(x, depths=torch.tensor([1, 2, 3, 3]))
+        recon.square().mean().backward()
+        recons[g], grads[g] = recon.detach(), trainer.net.stem.weight.grad
+    assert torch.allclose(recons["ste"], recons["rotation"], atol=1e-5)
+    assert grads["rotation"].abs().sum() > 0
+    assert not torch.allclose(grads["ste"], grads["rotation"])
 
 
 def test_participation_ratio_counts_directions() -> None:
