@@ -42,6 +42,9 @@ class CodecConfig:
     # Channel LayerNorm on the latent before the RVQ (codec v2): keeps the latent's scale fixed
     # for the codebooks instead of letting the encoder shrink it into a few directions.
     latent_norm: bool = False
+    # GroupNorm(1, C) after each encoder block's depthwise conv (an ablation of issue 12; the
+    # decoder stays without: it runs after every packet and is memory-bound).
+    enc_block_norm: bool = False
 
     @property
     def downsample(self) -> int:
@@ -92,22 +95,29 @@ class CodecConfig:
 class DSBlock(nn.Module):
     """Depthwise conv, optional FiLM, then a pointwise ReLU FFN; residual.
 
-    No normalisation layer: on CPU a channel LayerNorm costs as much as the convs. The last
+    No normalisation layer by default: on CPU a channel LayerNorm costs as much as the convs
+    (``norm`` adds a GroupNorm after the depthwise conv, for the encoder ablation). The last
     pointwise layer starts near zero so each block starts as identity and training stays stable.
     """
 
-    def __init__(self, channels: int, ffn_ratio: int, kernel_size: int) -> None:
+    def __init__(self, channels: int, ffn_ratio: int, kernel_size: int, norm: bool = False) -> None:
         super().__init__()
         self.dw = nn.Conv2d(
             channels, channels, kernel_size, padding=kernel_size // 2, groups=channels
         )
+        self.norm = nn.GroupNorm(1, channels) if norm else None
         self.pw1 = nn.Conv2d(channels, channels * ffn_ratio, 1)
         self.pw2 = nn.Conv2d(channels * ffn_ratio, channels, 1)
         nn.init.normal_(self.pw2.weight, std=1e-3)
         nn.init.zeros_(self.pw2.bias)
 
     def forward(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
-        if film is not None and len(film) == 1 and not torch.is_grad_enabled():
+        if (
+            film is not None
+            and self.norm is None
+            and len(film) == 1
+            and not torch.is_grad_enabled()
+        ):
             # One picture at inference: fold the FiLM scale and bias into the depthwise
             # filter (per channel), which saves a pass over the block's largest tensor.
             scale, bias = film[0, :, 0, 0].chunk(2)
@@ -122,6 +132,8 @@ class DSBlock(nn.Module):
             )
         else:
             y = self.dw(x)
+            if self.norm is not None:
+                y = self.norm(y)
             if film is not None:
                 scale, bias = film.chunk(2, dim=1)
                 y = torch.addcmul(bias, y, 1 + scale)
@@ -321,7 +333,10 @@ class ProgressiveCodec(nn.Module):
             if i > 0:
                 self.enc_down.append(nn.Conv2d(4 * cfg.enc_channels[i - 1], ch, 1))
             self.enc_levels.append(
-                nn.ModuleList(DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size) for _ in range(depth))
+                nn.ModuleList(
+                    DSBlock(ch, cfg.ffn_ratio, cfg.kernel_size, cfg.enc_block_norm)
+                    for _ in range(depth)
+                )
             )
         self.enc_attn = Attention(cfg.enc_channels[-1], cfg.attn_heads)
         self.to_latent = nn.Conv2d(cfg.enc_channels[-1], cfg.latent_dim, 1)

@@ -304,3 +304,17 @@ def test_a_fine_tune_takes_the_shape_of_its_weights(corpus, tmp_path) -> None:
     main(["export", str(tmp_path / "ft" / "last.ckpt"), str(tmp_path / "ft.pt")])
     tuned = codec.load_codec(tmp_path / "ft.pt")
     assert tuned.config == codec.load_codec(start).config and tuned.config.latent_norm
+
+
+def test_encoder_block_norm_is_an_option_that_old_weights_do_not_see() -> None:
+    from dataclasses import replace
+
+    from codec.model import CodecConfig, ProgressiveCodec
+
+    plain = ProgressiveCodec(CodecConfig.tiny())
+    normed = ProgressiveCodec(replace(CodecConfig.tiny(), enc_block_norm=True))
+    extra = set(normed.state_dict()) - set(plain.state_dict())
+    assert extra and all(".norm." in k and k.startswith("enc_levels") for k in extra)
+    assert CodecConfig.from_dict(replace(CodecConfig.tiny(), enc_block_norm=True).to_dict())
+    x = torch.rand(1, 3, 32, 32)
+    assert normed.decode_indices(normed.encode_indices(x)).shape == x.shape
