@@ -29,6 +29,11 @@ from satlink.config import DEFAULT_PACKET_SIZE_BYTES
 def _cmd_replay(args: argparse.Namespace) -> int:
     from satlink.replay import replay
 
+    codec = None
+    if args.model is not None:
+        from codec import load_codec
+
+        codec = load_codec(args.model)
     result = replay(
         args.scenario,
         image=args.image,
@@ -43,6 +48,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         effort=args.effort,
         payload=args.payload,
         budget_packets=args.budget_packets,
+        codec=codec,
         **({} if args.max_previews is None else {"max_previews": args.max_previews or None}),
     )
     print(result.summary_table())
@@ -51,10 +57,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from codec import default_codec
+    from codec import default_codec, load_codec
     from satlink.packets import content_message_id, packetize, write_packet_files
 
-    code = default_codec().encode(args.image, effort=args.effort)
+    model = default_codec() if args.model is None else load_codec(args.model)
+    code = model.encode(args.image, effort=args.effort)
     packets = packetize(
         code,
         args.packet_size,
@@ -193,9 +200,22 @@ def _split_codec_train(argv: list[str]) -> list[str] | None:
     return rest[2:] if rest[:2] == ["codec", "train"] else None
 
 
+def _cmd_codec_models(args: argparse.Namespace) -> int:
+    from codec.zoo import DEFAULT_MODEL, MODELS, load_codec, weights_path
+
+    for model_id, name in sorted(MODELS.items()):
+        model, path = load_codec(model_id), weights_path(model_id)
+        mark = "  (default)" if name == DEFAULT_MODEL else ""
+        print(
+            f"{model_id:>3}  {name:<16} {model.net.num_parameters() / 1e6:.2f} M parameters, "
+            f"{path.stat().st_size / 1e6:.1f} MB{mark}"
+        )
+    return 0
+
+
 def _cmd_codec_eval(args: argparse.Namespace) -> int:
     from codec.eval import run_eval
-    from codec.zoo import load_codec
+    from codec.zoo import default_codec, load_codec
     from satlink.packets import byte_capacity, bytes_for_stages, packets_for_stages
 
     def sent_bytes(code, stages: int) -> int:
@@ -211,7 +231,7 @@ def _cmd_codec_eval(args: argparse.Namespace) -> int:
         )
         return n * byte_capacity(args.packet_size)
 
-    model = load_codec(args.model)
+    model = default_codec() if args.model is None else load_codec(args.model)
     codecs = tuple(c.strip() for c in args.codecs.split(",") if c.strip())
     results = run_eval(
         args.data,
@@ -251,6 +271,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         overrides=args.set,
         progress=not args.quiet,
         effort=args.effort,
+        model=args.model,
     )
     print(result.summary_table())
     print(f"wrote {args.out}/")
@@ -269,6 +290,15 @@ def _add_scenario(sp: argparse.ArgumentParser) -> None:
 
 
 def _add_effort(sp: argparse.ArgumentParser) -> None:
+    """``--effort`` and ``--model``: how the picture is encoded, the same on every command."""
+    sp.add_argument(
+        "--model",
+        default=None,
+        type=lambda text: int(text) if text.isdigit() else text,
+        metavar="NAME|ID|FILE",
+        help="codec model: a shipped name, a model id or a .pt weight file (default: the "
+        "newest shipped model; `satlink codec models` lists them)",
+    )
     sp.add_argument(
         "--effort",
         type=int,
@@ -518,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `codec train ...` to codec.train's own parser.
     sp = codec_sub.add_parser("train", help="train the codec (options: satlink codec train -h)")
     sp.set_defaults(func=_cmd_codec_train)
+    sp = codec_sub.add_parser("models", help="the shipped models: id, name, size, default")
+    sp.set_defaults(func=_cmd_codec_models)
     sp = codec_sub.add_parser("eval", help="rate-distortion against AVIF, JPEG XL and JPEG")
     sp.add_argument(
         "--data", required=True, type=existing_path, help="folder of test images (e.g. Kodak)"
@@ -527,11 +559,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--codecs",
         default="rvq,avif,jxl,jpeg",
         help="comma-separated codecs to compare (default rvq,avif,jxl,jpeg)",
-    )
-    sp.add_argument(
-        "--model",
-        default="progic-rvq-s",
-        help="shipped model name or weight file (default progic-rvq-s)",
     )
     sp.add_argument(
         "--packet-size",

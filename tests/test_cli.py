@@ -187,3 +187,21 @@ def test_codec_train_cli_runs_the_tiny_model(tmp_path):
     assert main(argv) == 0
     assert (run / "last.ckpt").is_file()
     assert "val_msssim" in (run / "log.jsonl").read_text()
+
+
+def test_model_choice_by_id_name_or_file_and_one_line_for_unknown(image_path, tmp_path, capsys):
+    from codec.zoo import DEFAULT_MODEL, MODELS, weights_path
+    from satlink.packets import parse_packet
+
+    for ref in ("1", MODELS[1], str(weights_path(1))):
+        out = tmp_path / ref.replace("/", "_")
+        assert main(["encode", str(image_path), "--out", str(out), "--model", ref]) == 0
+        assert parse_packet((out / "packet_00000.bin").read_bytes()).model_id == 1
+    capsys.readouterr()
+    assert main(["encode", str(image_path), "--out", str(tmp_path / "x"), "--model", "77"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model id 77" in err and err.count("\n") == 1
+    assert main(["codec", "models"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in MODELS.values())
+    assert f"{DEFAULT_MODEL}" in next(line for line in listing.splitlines() if "(default)" in line)

@@ -193,7 +193,7 @@ def sweep(
     budget_packets: int | None = None,
     overrides: Sequence[str] = (),
     progress: bool = False,
-    model: str | Path | None = None,
+    model: str | int | Path | None = None,
     decode_cache: bool = True,
     cache_entries: int = 4096,
     chunk_size: int | None = None,
@@ -209,7 +209,7 @@ def sweep(
     ``tcp://host:8786`` (then ``workers`` is ignored); ``payloads``: any of
     ``rvq avif jxl jpeg``; ``budget_packets``: packets for the classical files (default: as
     many as the RVQ code); ``overrides``: ``KEY=VALUE`` strings applied before the grid;
-    ``model``: a model name or ``.pt`` path (default: ``codec.zoo.DEFAULT_MODEL``);
+    ``model``: a model name, id or ``.pt`` path (default: ``codec.zoo.DEFAULT_MODEL``);
     ``decode_cache=False`` decodes every preview afresh (the benchmark's baseline);
     ``effort``: encoder-side refinement steps for the RVQ code (``codec.Codec.encode``).
 
@@ -244,6 +244,10 @@ def sweep(
         from codec.zoo import DEFAULT_MODEL  # here, not at import: it loads torch
 
         model = DEFAULT_MODEL
+    elif isinstance(model, int):  # a model id, as packet headers carry it
+        from codec.zoo import weights_path
+
+        model = weights_path(model)
     model = str(model)
     fingerprint = worker.model_fingerprint(model)
     groups = _plan(
