@@ -20,6 +20,7 @@ from codec.model import CodecConfig
 
 __all__ = [
     "CheckpointError",
+    "average_weights",
     "export_meta",
     "export_weights",
     "load_checkpoint",
@@ -116,3 +117,34 @@ def _exported_weights(path: Path) -> dict | None:
     if isinstance(blob, dict) and {"state_dict", "model_id", "config"} <= set(blob):
         return blob
     return None
+
+
+def average_weights(paths: list[Path], dest: Path, half: bool = False) -> dict:
+    """Average exported weight files of one run (``step_N.pt``) into one, as stochastic weight
+    averaging does at the end of a schedule.
+
+    The network's parameters are averaged; the quantizer's codebooks and their statistics
+    (``rvq.*``) come from the newest file: a code slot that was revived in between holds
+    unrelated vectors in different files, so averaging them would make codes nobody chose.
+    """
+    blobs = [_exported_weights(Path(p)) for p in paths]
+    bad = [str(p) for p, b in zip(paths, blobs, strict=True) if b is None]
+    if bad or not blobs:
+        raise CheckpointError(f"not exported weight files: {bad or 'none given'}")
+    configs = {repr(sorted(b["config"].items())) for b in blobs}
+    if len(configs) > 1:
+        raise CheckpointError("the files are of different model shapes; average one run's exports")
+    newest = max(blobs, key=lambda b: b.get("step", 0))
+    state = {}
+    for key, value in newest["state_dict"].items():
+        if key.startswith("rvq.") or not value.is_floating_point():
+            state[key] = value
+        else:
+            state[key] = torch.stack([b["state_dict"][key].float() for b in blobs]).mean(0)
+        if half and state[key].is_floating_point():
+            state[key] = state[key].half()
+    meta = {k: v for k, v in newest.items() if k not in ("state_dict", "stored_dtype")}
+    meta["averaged_steps"] = sorted(int(b.get("step", 0)) for b in blobs)
+    meta["stored_dtype"] = "float16" if half else "float32"
+    torch.save({"state_dict": state, **meta}, dest)
+    return meta

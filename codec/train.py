@@ -29,7 +29,13 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from torch import nn
 
-from codec.checkpoint import export_meta, export_weights, load_checkpoint, state_dict_cpu
+from codec.checkpoint import (
+    average_weights,
+    export_meta,
+    export_weights,
+    load_checkpoint,
+    state_dict_cpu,
+)
 from codec.data import (
     center_crops,
     device_crops,
@@ -624,6 +630,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p.add_argument("--half", action="store_true", help="store the tensors as fp16")
         a = p.parse_args(argv[1:])
         meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half)
+        print(json.dumps(meta, indent=1))
+        return
+    if argv and argv[0] == "average":
+        p = argparse.ArgumentParser(
+            prog=f"{prog} average", description="average a run's step_N.pt exports (SWA)"
+        )
+        p.add_argument("dest", help="the .pt weight file to write")
+        p.add_argument("weights", nargs="+", help="exported weight files of one run")
+        p.add_argument("--half", action="store_true", help="store the tensors as fp16")
+        a = p.parse_args(argv[1:])
+        meta = average_weights([Path(w) for w in a.weights], Path(a.dest), a.half)
         print(json.dumps(meta, indent=1))
         return
     if argv and argv[0] == "validate":

@@ -318,3 +318,22 @@ def test_encoder_block_norm_is_an_option_that_old_weights_do_not_see() -> None:
     assert CodecConfig.from_dict(replace(CodecConfig.tiny(), enc_block_norm=True).to_dict())
     x = torch.rand(1, 3, 32, 32)
     assert normed.decode_indices(normed.encode_indices(x)).shape == x.shape
+
+
+def test_average_of_exports(corpus, tmp_path) -> None:
+    from codec.checkpoint import CheckpointError, average_weights
+
+    Trainer(config(corpus, tmp_path / "run", steps=3, export_every=1, export_keep=3)).run()
+    files = sorted((tmp_path / "run").glob("step_*.pt"))
+    meta = average_weights(files, tmp_path / "avg.pt")
+    assert meta["averaged_steps"] == [1, 2, 3] and meta["step"] == 3
+    blobs = [torch.load(f, weights_only=True)["state_dict"] for f in files]
+    avg = torch.load(tmp_path / "avg.pt", weights_only=True)["state_dict"]
+    key = "stem.weight"
+    assert torch.allclose(avg[key], torch.stack([b[key] for b in blobs]).mean(0))
+    assert torch.equal(avg["rvq.codebooks"], blobs[-1]["rvq.codebooks"])  # never averaged
+    assert codec.load_codec(tmp_path / "avg.pt").num_stages == 3
+    main(["average", str(tmp_path / "cli.pt"), *map(str, files), "--half"])
+    assert codec.load_codec(tmp_path / "cli.pt").num_stages == 3
+    with pytest.raises(CheckpointError, match="not exported"):
+        average_weights([tmp_path / "run" / "last.ckpt"], tmp_path / "x.pt")
