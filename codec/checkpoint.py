@@ -127,6 +127,9 @@ def average_weights(paths: list[Path], dest: Path, half: bool = False) -> dict:
     (``rvq.*``) come from the newest file: a code slot that was revived in between holds
     unrelated vectors in different files, so averaging them would make codes nobody chose.
     """
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise CheckpointError(f"no weight file at {', '.join(missing)}")
     blobs = [_exported_weights(Path(p)) for p in paths]
     bad = [str(p) for p, b in zip(paths, blobs, strict=True) if b is None]
     if bad or not blobs:

@@ -337,3 +337,5 @@ def test_average_of_exports(corpus, tmp_path) -> None:
     assert codec.load_codec(tmp_path / "cli.pt").num_stages == 3
     with pytest.raises(CheckpointError, match="not exported"):
         average_weights([tmp_path / "run" / "last.ckpt"], tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="no weight file at"):
+        average_weights([tmp_path / "absent.pt"], tmp_path / "x.pt")
