@@ -23,9 +23,12 @@ from pytorch_msssim import ms_ssim
 
 from codec.model import ProgressiveCodec
 
-__all__ = ["DEFAULT_REFINE_LR", "MAX_EFFORT", "refine_latent"]
+__all__ = ["MAX_EFFORT", "REFINE_STEP_PER_RMS", "refine_latent"]
 
-DEFAULT_REFINE_LR = 0.3
+# Adam's step on z, as a share of the latent's RMS: models differ in latent scale (the first
+# release's is about 30 RMS, v2's LayerNorm latent about 2.5), and a fixed step that helps one
+# wrecks the other. Chosen on the validation images (never Kodak); see the model card.
+REFINE_STEP_PER_RMS = 0.01
 # Beyond this, quality no longer rises (measured) and the encode takes minutes per picture.
 MAX_EFFORT = 100
 L1_WEIGHT = 0.1
@@ -44,13 +47,14 @@ def refine_latent(
     x: torch.Tensor,
     effort: int,
     size_px: tuple[int, int] | None = None,
-    lr: float = DEFAULT_REFINE_LR,
+    step_per_rms: float = REFINE_STEP_PER_RMS,
 ) -> torch.Tensor:
     """Latent ``[1, D, h, w]`` for image ``x`` ``[1, 3, H, W]`` (padded to the codec's grid).
 
     ``size_px`` is the (height, width) of the real picture inside the padding; the loss looks
-    only there. ``effort`` 0 returns the analysis transform's latent unchanged. Deterministic
-    on one machine: no random draws, fixed step count.
+    only there. ``effort`` 0 returns the analysis transform's latent unchanged. Adam's step is
+    ``step_per_rms`` times the latent's RMS. Deterministic on one machine: no random draws,
+    fixed step count.
     """
     if not 0 <= effort <= MAX_EFFORT:
         raise ValueError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
@@ -65,7 +69,7 @@ def refine_latent(
     received = torch.ones(s, s, *z0.shape[2:], dtype=torch.bool)
     received &= torch.tril(torch.ones(s, s, dtype=torch.bool))[:, :, None, None]
     z = z0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
+    opt = torch.optim.Adam([z], lr=step_per_rms * float(z0.pow(2).mean().sqrt()))
     # Only z is optimised; the network's own weights must not collect gradients.
     params = [p.requires_grad for p in net.parameters()]
     for p in net.parameters():

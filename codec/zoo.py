@@ -19,9 +19,9 @@ from codec.checkpoint import unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "progic-rvq-s"
+DEFAULT_MODEL = "progic-rvq-v2"
 # model_id (carried in every packet header) -> weight file name
-MODELS: dict[int, str] = {1: "progic-rvq-s"}
+MODELS: dict[int, str] = {1: "progic-rvq-s", 2: "progic-rvq-v2"}
 
 
 class ModelNotFoundError(LookupError):
