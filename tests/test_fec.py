@@ -3,6 +3,7 @@ subset, repairs checked like any packet, unequal protection, placement, old read
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -109,6 +110,15 @@ def test_any_large_enough_subset_recovers_the_source(
 def test_file_messages_recover_from_any_k_packets(size_bytes, ratio, packet, data) -> None:
     blob = np.random.default_rng(size_bytes).integers(0, 256, size_bytes, np.uint8).tobytes()
     sources = packetize_bytes(blob, packet, message_id=3, content_type="image/avif")
+    from satlink.packets.fec import SHARES, block_bounds, repair_count
+
+    bounds = block_bounds(len(sources))
+    largest = max(b - a for a, b in itertools.pairwise(bounds))
+    if largest + repair_count(ratio, largest) > SHARES - 1:
+        # Past the 8-bit share number (e.g. 128 sources at ratio 1.0): refused by name.
+        with pytest.raises(ValueError, match="a block holds at most"):
+            protect(sources, rs(ratio))
+        return
     sent = protect(sources, rs(ratio)).packets
     groups = blocks_of(sent)
     keep = []
@@ -118,6 +128,16 @@ def test_file_messages_recover_from_any_k_packets(size_bytes, ratio, packet, dat
     msg = reassemble_bytes([sent[i] for i in keep]) if keep else None
     if msg is not None and msg.total_packets:
         assert msg.data == blob
+
+
+def test_a_block_past_the_share_number_is_refused_by_name() -> None:
+    # 763 bytes in 20-byte packets: one block of 128 sources, and ratio 1.0 would need 128
+    # repairs where the 8-bit share number leaves room for 127 (found by hypothesis).
+    sources = packetize_bytes(bytes(763), 20, message_id=3, content_type="image/avif")
+    assert len(sources) == 128
+    with pytest.raises(ValueError, match=r"128 sources with ratio 1\.0 need 128 repairs"):
+        protect(sources, rs(1.0))
+    assert protect(sources, rs(0.5)).repair_count == 64
 
 
 def test_fec_off_changes_nothing_and_source_packets_are_unchanged() -> None:
