@@ -15,25 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-from codec.train import TrainConfig, Trainer
-from codec.zoo import MODELS, WEIGHTS_DIR, load_codec
+from codec.train import validate_weights
+from codec.zoo import MODELS, WEIGHTS_DIR
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
-
-
-def validate(name: str, data: Path) -> dict:
-    path = WEIGHTS_DIR / f"{name}.pt"
-    config = load_codec(path).config.to_dict()
-    with tempfile.TemporaryDirectory(prefix="release-gate-") as tmp:
-        cfg = TrainConfig(
-            data=str(data), out=tmp, crop_px=256, config=json.dumps(config), progress=False
-        )
-        trainer = Trainer(cfg)
-        trainer.init_from_weights(path)
-        return trainer.validate()
 
 
 def main() -> int:
@@ -47,7 +34,7 @@ def main() -> int:
     print("|---:|---|---|---|---:|---|")
     for model_id in sorted(MODELS):
         name = MODELS[model_id]
-        got = validate(name, args.data)
+        got = validate_weights(WEIGHTS_DIR / f"{name}.pt", args.data)
         ms, ps = got["val_msssim"], got["val_psnr"]
         verdict = "first release"
         if previous is not None:

@@ -619,6 +619,18 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train
     return args
 
 
+def validate_weights(path: Path, data: str | Path, crop_px: int = 256) -> dict:
+    """Validation figures of an exported weight file, as training logs them (fp32)."""
+    from codec.zoo import load_codec  # checks the file and names what is wrong with it
+
+    config = json.dumps(load_codec(path).config.to_dict())
+    with tempfile.TemporaryDirectory(prefix="codec-validate-") as tmp:
+        cfg = TrainConfig(data=str(data), out=tmp, crop_px=crop_px, config=config, progress=False)
+        trainer = Trainer(cfg)
+        trainer.init_from_weights(Path(path))
+        return trainer.validate()
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "export":
@@ -652,16 +664,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p.add_argument("--data", required=True, help="the training folder (its held-out images)")
         p.add_argument("--crop-px", type=int, default=256, help="training crop size it assumes")
         a = p.parse_args(argv[1:])
-        from codec.zoo import load_codec  # checks the file and names what is wrong with it
-
-        config = load_codec(a.weights).config.to_dict()
-        with tempfile.TemporaryDirectory(prefix="codec-validate-") as tmp:
-            cfg = TrainConfig(
-                data=a.data, out=tmp, crop_px=a.crop_px, config=json.dumps(config), progress=False
-            )
-            trainer = Trainer(cfg)
-            trainer.init_from_weights(Path(a.weights))
-            print(json.dumps(trainer.validate()))
+        print(json.dumps(validate_weights(Path(a.weights), a.data, a.crop_px)))
         return
     args = parse_args(argv, prog)
     if args.init_weights and not args.config and not args.resume:
