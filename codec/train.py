@@ -57,6 +57,7 @@ class TrainConfig:
     crop_px: int = 128
     lr: float = 7e-4
     warmup_steps: int = 200
+    lr_floor: float = 0.1  # share of lr the cosine ends at
     stage_weight_p: float = 0.5
     msssim_weight: float = 0.3
     # Extra L1 on chroma (each pixel minus its channel mean). Without it training drifts to a
@@ -326,7 +327,7 @@ class Trainer:
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
         t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+        return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.cfg.bf16:
@@ -552,7 +553,8 @@ OPTION_HELP = {
     "batch_size": "crops per step",
     "crop_px": "side of the square training crops, px (multiple of 16)",
     "lr": "peak Adam learning rate",
-    "warmup_steps": "linear warm-up steps before the cosine decay to 10%%",
+    "warmup_steps": "linear warm-up steps before the cosine decay",
+    "lr_floor": "share of the peak rate the cosine decays to (1: constant)",
     "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",
     "msssim_weight": "share of (1 - MS-SSIM) in the distortion, the rest L1",
     "chroma_weight": "weight of the chroma L1 term (keeps colour)",
