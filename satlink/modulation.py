@@ -31,7 +31,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special import erfc, erfcinv
 
 from satlink.config import LinkBudgetError, check_choice, check_real
 
@@ -119,6 +118,8 @@ def ber_for_ebn0(ebn0_db: float | np.ndarray, modulation: str = "bpsk") -> Any:
     check_choice("modulation", modulation, MODULATIONS, error=LinkBudgetError)
     x = np.asarray(ebn0_db, dtype=float)
     if modulation in UNCODED_MODULATIONS:
+        from scipy.special import erfc  # here, not at import: scipy.special costs 0.2-0.4 s
+
         out = 0.5 * erfc(np.sqrt(10.0 ** (x / 10.0)))
     else:
         table = CODED_BER_TABLES[modulation]
@@ -146,6 +147,8 @@ def required_ebn0_db(modulation: str = "bpsk", target_ber: float = 1e-5) -> floa
         "target_ber", target_ber, lo=0.0, hi=0.5, lo_open=True, hi_open=True, error=LinkBudgetError
     )
     if modulation in UNCODED_MODULATIONS:
+        from scipy.special import erfcinv
+
         return float(10.0 * math.log10(float(erfcinv(2.0 * target_ber)) ** 2))
     table = CODED_BER_TABLES[modulation]
     # BER falls monotonically with Eb/N0, so invert by bisection on the interpolated curve

@@ -301,14 +301,17 @@ class PreviewStream:
 
     After the PNG is written the preview keeps only its path (``Preview.image`` reads the PNG
     back on access), so a replay's memory does not grow with the number of previews, unless
-    ``keep_images`` asks to keep every image in memory as well. A failed write (a full disk)
-    is kept in ``error`` and ends the stream (the call returns False).
+    ``keep_images`` asks to keep every image in memory as well. Up to the report's
+    ``MAX_FRAMES`` previews also keep a small ``frame`` for the report, which then need not
+    read them back; past that many none does, so memory stays bounded. A failed write (a full
+    disk) is kept in ``error`` and ends the stream (the call returns False).
     """
 
     def __init__(self, folder: OutputFolder, keep_images: bool = False) -> None:
         self.folder = folder
         self.keep_images = keep_images
         self.error: OSError | None = None
+        self._framed: list[Any] | None = []  # previews holding a frame; None: keep no more
 
     @staticmethod
     def name(number: int) -> str:
@@ -324,9 +327,23 @@ class PreviewStream:
             self.error = exc
             return False
         preview.path = path
+        self._keep_frame(preview)
         if not self.keep_images:
             preview.image = None  # from now on read back from the PNG
         return True
+
+    def _keep_frame(self, preview: Any) -> None:
+        from satlink.report.replay_files import MAX_FRAMES, frame_of
+
+        if self._framed is None:
+            return
+        if len(self._framed) == MAX_FRAMES:  # the report will pick frames among more: read back
+            for p in self._framed:
+                p.frame = None
+            self._framed = None
+            return
+        preview.frame = frame_of(preview.image)
+        self._framed.append(preview)
 
     def settle(self, previews: list[Any], arrivals: Iterable[Any]) -> None:
         """Keep only the previews whose PNG is on disk (a Ctrl-C or a full disk can strike

@@ -137,6 +137,9 @@ class Preview:
     scores: dict[str, float]
     image: np.ndarray | None = field(default=None, repr=False)
     path: Path | None = field(default=None, repr=False, compare=False)  # the PNG, once written
+    # A small copy for the report (satlink.report.replay_files.frame_of), kept by the preview
+    # stream so the report does not read every PNG back; None when not kept.
+    frame: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def _preview_image(self: Preview) -> np.ndarray | None:

@@ -347,6 +347,23 @@ def test_streamed_previews_do_not_stay_in_memory(small_image, tmp_path):
     assert kept == n
 
 
+def test_report_frames_are_bounded(small_image, tmp_path, monkeypatch):
+    """The stream keeps a small frame per preview for the report only up to MAX_FRAMES
+    previews; past that it drops them all (the report reads its picks back), and the report's
+    pictures are the same either way."""
+    from satlink.report import replay_files
+
+    overrides = [*NO_LOSS, "packets.size_bytes=40"]
+    full = replay("bds3-rsmc-geo", small_image, overrides=overrides, out_dir=tmp_path / "a")
+    assert all(p.frame is not None for p in full.previews)
+    monkeypatch.setattr(replay_files, "MAX_FRAMES", 5)
+    few = replay("bds3-rsmc-geo", small_image, overrides=overrides, out_dir=tmp_path / "b")
+    assert len(few.previews) > 5 and all(p.frame is None for p in few.previews)
+    picked = [f for f in replay_files.preview_images(few) if f is not None]
+    assert len(picked) == 5
+    assert np.array_equal(picked[-1], replay_files.preview_images(full)[-1])
+
+
 # -- item 4: one line, exit 2, quickly -----------------------------------------------------------
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "coverage_maps",
+    "frame_of",
     "preview_caption",
     "preview_images",
     "write_replay_figures",
@@ -68,9 +69,20 @@ def _title(result: ReplayResult) -> str:
     return run_title(_short_label(str(s.get("image", ""))), result.scenario.name, result.seed)
 
 
+def frame_of(image: np.ndarray) -> np.ndarray:
+    """``image`` ``[H, W, 3]`` shrunk to at most :data:`FRAME_MAX_SIDE_PX` a side (itself if
+    it is no larger): the picture the contact sheet, the GIF and ``report.html`` show. Always
+    a new array, so keeping it does not keep the decoded picture alive."""
+    if max(image.shape[:2]) <= FRAME_MAX_SIDE_PX:
+        return image.copy()
+    im = Image.fromarray(image)
+    im.thumbnail((FRAME_MAX_SIDE_PX, FRAME_MAX_SIDE_PX), Image.Resampling.BILINEAR)
+    return np.asarray(im)
+
+
 def preview_images(result: ReplayResult) -> list[np.ndarray | None]:
-    """Each preview's pixels, at most :data:`FRAME_MAX_SIDE_PX` a side: kept in memory, else
-    read back from ``previews/NNN.png``. Beyond :data:`MAX_FRAMES` previews only that many,
+    """Each preview's pixels, at most :data:`FRAME_MAX_SIDE_PX` a side: the preview's kept
+    ``frame``, else its pixels in memory, else read back from ``previews/NNN.png``. Beyond :data:`MAX_FRAMES` previews only that many,
     evenly spaced (first and last included), get pixels and the rest None (not shown), so the
     memory the figures take does not grow with the number of previews."""
     n = len(result.previews)
@@ -84,17 +96,16 @@ def preview_images(result: ReplayResult) -> list[np.ndarray | None]:
         if i not in chosen:
             out.append(None)
             continue
+        if p.frame is not None:
+            out.append(p.frame)
+            continue
         image = p.image
         if image is None and result.out_dir is not None:
             path = result.out_dir / "previews" / f"{p.number:03d}.png"
             if path.is_file():
                 with Image.open(path) as im:
                     image = np.asarray(im.convert("RGB"))
-        if image is not None and max(image.shape[:2]) > FRAME_MAX_SIDE_PX:
-            im = Image.fromarray(image)
-            im.thumbnail((FRAME_MAX_SIDE_PX, FRAME_MAX_SIDE_PX), Image.Resampling.BILINEAR)
-            image = np.asarray(im)
-        out.append(image)
+        out.append(None if image is None else frame_of(image))
     return out
 
 
