@@ -82,9 +82,10 @@ def frame_of(image: np.ndarray) -> np.ndarray:
 
 def preview_images(result: ReplayResult) -> list[np.ndarray | None]:
     """Each preview's pixels, at most :data:`FRAME_MAX_SIDE_PX` a side: the preview's kept
-    ``frame``, else its pixels in memory, else read back from ``previews/NNN.png``. Beyond :data:`MAX_FRAMES` previews only that many,
-    evenly spaced (first and last included), get pixels and the rest None (not shown), so the
-    memory the figures take does not grow with the number of previews."""
+    ``frame``, else its pixels in memory, else read back from ``previews/NNN.png``. Beyond
+    :data:`MAX_FRAMES` previews only that many, evenly spaced (first and last included), get
+    pixels and the rest None (not shown), so the memory the figures take does not grow with
+    the number of previews."""
     n = len(result.previews)
     chosen = (
         set(range(n))
