@@ -12,7 +12,6 @@ teach the decoder to fill holes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -30,9 +29,7 @@ from pytorch_msssim import ms_ssim
 from torch import nn
 
 from codec.checkpoint import (
-    average_weights,
     export_meta,
-    export_weights,
     load_checkpoint,
     state_dict_cpu,
 )
@@ -47,6 +44,9 @@ from codec.data import (
 from codec.model import CodecConfig, ProgressiveCodec, rotate_onto
 from codec.pack import load_pack, split_paths
 
+# Parameters of the analysis transform (everything before the RVQ), by module name.
+ENCODER_MODULES = ("stem.", "enc_", "to_latent.", "latent_ln.")
+
 
 @dataclass
 class TrainConfig:
@@ -58,6 +58,7 @@ class TrainConfig:
     lr: float = 7e-4
     warmup_steps: int = 200
     lr_floor: float = 0.1  # share of lr the cosine ends at
+    freeze: str = ""  # comma list of parts kept fixed: encoder, codebooks
     stage_weight_p: float = 0.5
     msssim_weight: float = 0.3
     # Extra L1 on chroma (each pixel minus its channel mean). Without it training drifts to a
@@ -211,6 +212,14 @@ class Trainer:
         self.net = ProgressiveCodec(self.model_cfg).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        self.frozen = {part for part in cfg.freeze.split(",") if part}
+        if self.frozen - {"encoder", "codebooks"}:
+            raise ValueError(f"freeze: unknown parts {sorted(self.frozen)}; use encoder, codebooks")
+        if "encoder" in self.frozen:  # the indices stay as they are: codebooks too
+            self.frozen.add("codebooks")
+            for name, param in self.net.named_parameters():
+                if name.startswith(ENCODER_MODULES):
+                    param.requires_grad_(False)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.disc = self.disc_opt = None
         if cfg.gan_weight > 0:
@@ -444,7 +453,10 @@ class Trainer:
         before = torch.cat([torch.zeros_like(cw[:1]), cw.cumsum(0)[:-1]])
         residuals = zf[None] - before
         idx = indices.transpose(0, 1).reshape(s, -1)
-        revived = net.rvq.ema_update(residuals, idx, cfg.dead_after_steps)
+        if "codebooks" in self.frozen:
+            revived = torch.zeros(s, dtype=torch.long)
+        else:
+            revived = net.rvq.ema_update(residuals, idx, cfg.dead_after_steps)
         idx = idx.cpu()
         for st in range(s):
             self.usage[st] += torch.bincount(idx[st], minlength=self.model_cfg.codebook_size)
@@ -548,79 +560,6 @@ class Trainer:
         log.close()
 
 
-OPTION_HELP = {
-    "steps": "total steps of the schedule (a resumed run continues to this count)",
-    "batch_size": "crops per step",
-    "crop_px": "side of the square training crops, px (multiple of 16)",
-    "lr": "peak Adam learning rate",
-    "warmup_steps": "linear warm-up steps before the cosine decay",
-    "lr_floor": "share of the peak rate the cosine decays to (1: constant)",
-    "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",
-    "msssim_weight": "share of (1 - MS-SSIM) in the distortion, the rest L1",
-    "chroma_weight": "weight of the chroma L1 term (keeps colour)",
-    "commit_weight": "commitment loss weight, MSE(z, sg(z_q))",
-    "erasure_prob": "share of samples trained with random index holes",
-    "erasure_max_rate": "largest hole rate drawn for such a sample",
-    "kmeans_batches": "batches of latents for the codebooks' k-means start",
-    "dead_after_steps": "steps unused before a code is revived",
-    "gan_weight": "PatchGAN loss weight (0: off)",
-    "gan_start_step": "step at which the PatchGAN phase starts",
-    "val_every": "steps between validation passes",
-    "ckpt_every": "steps between checkpoints (OUT/last.ckpt)",
-    "log_every": "steps between training-loss records in OUT/log.jsonl",
-    "max_side_px": "downscale training images to at most this long side, px",
-    "seed": "seed of crops, erasures and initialisation",
-    "threads": "torch threads (0: torch's default)",
-    "device": "cpu, cuda, ...",
-    "channels_last": "channels-last memory layout (true/false)",
-    "bf16": "bf16 autocast for the convolutions (true/false)",
-    "config": "'tiny' or a JSON CodecConfig for a new model (empty: the default shape)",
-    "depth_sampling": "'all' depths per sample, or 'one' drawn per sample (6.5x cheaper)",
-    "encoder_grad": "'all' depths train the encoder, or only the 'full' depth",
-    "quantizer_grad": "'ste' (straight-through) or 'rotation' (rotation trick) to the encoder",
-    "max_images": "use only the first N images (0: all)",
-    "progress": "progress bar on stderr (true/false)",
-    "max_wall_s": "stop this invocation after so many seconds, with a checkpoint (0: no limit)",
-    "export_every": "also write exported weights OUT/step_N.pt every N steps (0: never)",
-    "export_keep": "how many step_N.pt exports to keep",
-}
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train") -> TrainConfig:
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--data", required=True, help="folder of training images or a codec.pack .npz (never Kodak)"
-    )
-    p.add_argument("--out", required=True, help="run folder for checkpoints and log.jsonl")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
-    p.add_argument("--init-weights", default="", help="start from exported weights (fine-tune)")
-    for f, default in vars(TrainConfig(data="", out="")).items():
-        if f in ("data", "out"):
-            continue
-        flag = "--" + f.replace("_", "-")
-        text = f"{OPTION_HELP[f]} (default {default!r})"
-        p.add_argument(
-            flag,
-            type=_bool if isinstance(default, bool) else type(default),
-            default=default,
-            help=text,
-        )
-    args = p.parse_args(argv)
-    return args
-
-
 def validate_weights(path: Path, data: str | Path, crop_px: int = 256) -> dict:
     """Validation figures of an exported weight file, as training logs them (fp32)."""
     from codec.zoo import load_codec  # checks the file and names what is wrong with it
@@ -633,57 +572,7 @@ def validate_weights(path: Path, data: str | Path, crop_px: int = 256) -> dict:
         return trainer.validate()
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "export":
-        p = argparse.ArgumentParser(prog=f"{prog} export", description="checkpoint -> weights")
-        p.add_argument("ckpt", help="a training checkpoint (last.ckpt)")
-        p.add_argument("dest", help="the .pt weight file to write")
-        p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
-        p.add_argument("--model-id", type=int, default=1, help="id carried in packet headers")
-        p.add_argument("--half", action="store_true", help="store the tensors as fp16")
-        a = p.parse_args(argv[1:])
-        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half)
-        print(json.dumps(meta, indent=1))
-        return
-    if argv and argv[0] == "average":
-        p = argparse.ArgumentParser(
-            prog=f"{prog} average", description="average a run's step_N.pt exports (SWA)"
-        )
-        p.add_argument("dest", help="the .pt weight file to write")
-        p.add_argument("weights", nargs="+", help="exported weight files of one run")
-        p.add_argument("--half", action="store_true", help="store the tensors as fp16")
-        a = p.parse_args(argv[1:])
-        meta = average_weights([Path(w) for w in a.weights], Path(a.dest), a.half)
-        print(json.dumps(meta, indent=1))
-        return
-    if argv and argv[0] == "validate":
-        p = argparse.ArgumentParser(
-            prog=f"{prog} validate",
-            description="validation figures of a weight file, as training logs them",
-        )
-        p.add_argument("weights", help="an exported .pt weight file")
-        p.add_argument("--data", required=True, help="the training folder (its held-out images)")
-        p.add_argument("--crop-px", type=int, default=256, help="training crop size it assumes")
-        a = p.parse_args(argv[1:])
-        print(json.dumps(validate_weights(Path(a.weights), a.data, a.crop_px)))
-        return
-    args = parse_args(argv, prog)
-    if args.init_weights and not args.config and not args.resume:
-        # A fine-tune inherits the shape of the weights it starts from (latent_norm and all).
-        from codec.zoo import load_codec
+if __name__ == "__main__":  # the command line lives in codec.train_cli
+    from codec.train_cli import main
 
-        args.config = json.dumps(load_codec(args.init_weights).config.to_dict())
-    fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    trainer = Trainer(TrainConfig(**fields))
-    last = Path(args.out) / "last.ckpt"
-    if args.resume and last.exists():
-        trainer.load(last)
-        print(f"resumed at step {trainer.step}", file=sys.stderr)
-    elif args.init_weights:
-        trainer.init_from_weights(Path(args.init_weights))
-    trainer.run()
-
-
-if __name__ == "__main__":
     main()

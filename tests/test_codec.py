@@ -14,8 +14,9 @@ from PIL import Image
 
 import codec
 from codec import Codec, CodecConfig, CodecInputError, ProgressiveCode
+from codec.checkpoint import export_weights
 from codec.model import ResidualVQ, fill_missing
-from codec.train import TrainConfig, Trainer, depth_masks, export_weights, stage_weights
+from codec.train import TrainConfig, Trainer, depth_masks, stage_weights
 
 torch.set_num_threads(1)
 

@@ -19,10 +19,10 @@ from codec.train import (
     Trainer,
     depth_mask,
     latent_diagnostics,
-    main,
     sample_depths,
     stage_weights,
 )
+from codec.train_cli import main
 
 torch.set_num_threads(1)
 
@@ -245,7 +245,7 @@ def test_export_names_the_model(corpus, tmp_path, capsys) -> None:
 
 
 def test_every_training_option_has_help(capsys) -> None:
-    from codec.train import parse_args
+    from codec.train_cli import parse_args
 
     with pytest.raises(SystemExit) as info:
         parse_args(["--help"], prog="satlink codec train")
@@ -256,6 +256,32 @@ def test_every_training_option_has_help(capsys) -> None:
     with pytest.raises(SystemExit):
         parse_args(["--data", "d", "--out", "o", "--bf16", "maybe"])
     assert "expected true or false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("freeze", ["encoder", "codebooks"])
+def test_frozen_parts_do_not_change(corpus, tmp_path, freeze) -> None:
+    """--freeze encoder: the analysis and codebooks stay (the indices never change) and the
+    decoder learns; --freeze codebooks: only the codebooks stay."""
+    from codec.train import ENCODER_MODULES
+
+    trainer = Trainer(config(corpus, tmp_path / "run", steps=3, freeze=freeze))
+    trainer.kmeans_init()  # the start of a new model, as a fine-tune's weights would be
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    trainer.run()
+    after = trainer.net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith("rvq.codebooks") for k in changed)
+    assert any(k.startswith("dec_") for k in changed)
+    assert any(k.startswith(ENCODER_MODULES) for k in changed) == (freeze == "codebooks")
+
+
+def test_freeze_names_an_unknown_part(capsys) -> None:
+    from codec.train_cli import parse_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--data", "d", "--out", "o", "--freeze", "encoder,decoder"])
+    assert info.value.code == 2
+    assert "unknown parts ['decoder']" in capsys.readouterr().err
 
 
 def test_half_export_loads_into_the_fp32_model(corpus, tmp_path) -> None:
