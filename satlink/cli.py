@@ -58,8 +58,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_encode(args: argparse.Namespace) -> int:
     from codec import default_codec, load_codec
-    from satlink.packets import content_message_id, packetize, write_packet_files
+    from satlink.outdir import OutputFolder, write_files
+    from satlink.packets import PACKET_FILE_PATTERN, content_message_id, packetize
 
+    OutputFolder(args.out, kind="encode").check()  # refused before any encoding work
     model = default_codec() if args.model is None else load_codec(args.model)
     code = model.encode(args.image, effort=args.effort)
     packets = packetize(
@@ -69,7 +71,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         order=args.order or "stage-major",
         interleave=bool(args.interleave),
     )
-    paths = write_packet_files(packets, args.out)
+    names = [PACKET_FILE_PATTERN.format(seq=seq) for seq in range(len(packets))]
+    paths = write_files(args.out, dict(zip(names, packets, strict=True)), kind="encode")
     size = paths[0].stat().st_size if paths else 0
     print(
         f"wrote {len(paths)} packets of {size} bytes to {args.out}/ "

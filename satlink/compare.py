@@ -52,6 +52,7 @@ from satlink.sweep.worker import ScoresOnlyCache
 
 __all__ = [
     "ARMS",
+    "COMPARE_FILES",
     "DEFAULT_LOSSES",
     "DEFAULT_RATIOS",
     "LOSS_MODELS",
@@ -67,6 +68,7 @@ DEFAULT_LOSSES: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)
 DEFAULT_RATIOS: tuple[float, ...] = (1.0, 0.1, 0.1, 0.1, 0.1)
 GE_BURST_MESSAGES = 5.0  # mean Gilbert-Elliott burst: r = 1 / 5; every message lost in a burst
 TARGET_MS_SSIM = 0.8
+COMPARE_FILES = ("compare.csv", "replications.csv", "compare.png")  # what --out receives
 
 
 def loss_overrides(model: str, loss: float) -> list[str]:
@@ -199,13 +201,12 @@ class CompareResult:
     def figure(self):
         """Expected final MS-SSIM, probability of any picture and time to MS-SSIM 0.8 against
         loss, one column per loss model, 10-90% bands."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # A bare Figure, not pyplot: no global backend switch, so notebooks keep inline plots.
+        from matplotlib.figure import Figure
 
         models = [m for m in LOSS_MODELS if any(r["loss_model"] == m for r in self.summary)]
-        fig, axes = plt.subplots(3, len(models), figsize=(5.2 * len(models), 9.5), squeeze=False)
+        fig = Figure(figsize=(5.2 * len(models), 9.5))
+        axes = fig.subplots(3, len(models), squeeze=False)
         panels = (
             ("final_ms_ssim", "final MS-SSIM (mean)"),
             ("p_stage1_complete", "P(picture): RVQ stage 1 or file whole"),
@@ -277,18 +278,20 @@ class CompareResult:
         return cls(load("replications.csv"), load("compare.csv"), out)
 
     def write(self, out_dir: str | Path) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        cols = list(self.summary[0]) if self.summary else []
-        (out / "compare.csv").write_text(csv_text(cols, self.summary), encoding="utf-8")
-        rcols = list(self.rows[0]) if self.rows else []
-        (out / "replications.csv").write_text(csv_text(rcols, self.rows), encoding="utf-8")
-        fig = self.figure()
-        fig.savefig(out / "compare.png", dpi=110)
-        import matplotlib.pyplot as plt
+        """``compare.csv``, ``replications.csv`` and ``compare.png`` into ``out_dir``, a folder
+        this run owns (:func:`satlink.outdir.write_files`)."""
+        import io
 
-        plt.close(fig)
-        return out
+        from satlink.outdir import write_files
+
+        png = io.BytesIO()
+        self.figure().savefig(png, format="png", dpi=110)
+        cols = list(self.summary[0]) if self.summary else []
+        rcols = list(self.rows[0]) if self.rows else []
+        texts = (csv_text(cols, self.summary), csv_text(rcols, self.rows))
+        data = (*(t.encode("utf-8") for t in texts), png.getvalue())
+        write_files(out_dir, dict(zip(COMPARE_FILES, data, strict=True)), kind="compare")
+        return Path(out_dir)
 
 
 def _bands(values: list[float]) -> dict[str, float]:
@@ -330,6 +333,10 @@ def compare(
     from codec.metrics import ms_ssim
     from satlink.replay import default_image
 
+    if out_dir is not None:  # refused before minutes of replays, not after
+        from satlink.outdir import OutputFolder
+
+        OutputFolder(out_dir, kind="compare").check(COMPARE_FILES)
     codec = codec or default_codec()
     pixels = default_image() if image is None else load_image(image)
     if side_px is not None:

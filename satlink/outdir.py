@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "OutputFolder",
     "OutputFolderError",
     "PreviewStream",
+    "write_files",
 ]
 
 MANIFEST_NAME = ".satlink-run.json"
@@ -364,3 +365,27 @@ class PreviewStream:
         for a in arrivals:
             if a.preview is not None and id(a.preview) not in ids:
                 a.preview = None
+
+
+def write_files(
+    out_dir: str | Path, files: Mapping[str, bytes], *, kind: str, flag: str = "--out"
+) -> list[Path]:
+    """Write ``files`` (relative path -> bytes) into ``out_dir`` as one run of ``kind``, under
+    the rules above: the folder must be new, empty or satlink's; each file is written
+    atomically; an earlier run's files that this one does not write again are removed (if
+    unchanged). Returns the paths, in the order given.
+
+    >>> write_files("packets", {"packet_000.bin": b"..."}, kind="encode")  # doctest: +SKIP
+    [PosixPath('packets/packet_000.bin')]
+    """
+    from satlink.report import atomic_write
+
+    folder = OutputFolder(out_dir, kind=kind, flag=flag)
+    with folder.claim(files):
+        paths = []
+        for rel, data in files.items():
+            path = folder.file(rel)
+            atomic_write(path, data)
+            paths.append(path)
+        folder.finish("complete")
+    return paths

@@ -380,7 +380,12 @@ def decode_files(
     folder = Path(packet_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"packet folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    from satlink.outdir import LOCK_NAME, MANIFEST_NAME
+
+    # `satlink encode` leaves its folder's manifest and lock: bookkeeping, not packets
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST_NAME, LOCK_NAME)
+    )
     if not files:
         raise FileNotFoundError(f"no packet files in {folder}")
     reassembler = Reassembler()

@@ -26,16 +26,19 @@ def image_path(tmp_path_factory):
 
 def test_encode_writes_fixed_size_numbered_files(image_path, tmp_path, capsys):
     assert main(["encode", str(image_path), "--out", str(tmp_path / "p")]) == 0
-    files = sorted((tmp_path / "p").iterdir())
+    files = sorted((tmp_path / "p").glob("packet_*"))
     assert [f.name for f in files] == [f"packet_{i:05d}.bin" for i in range(len(files))]
     assert {f.stat().st_size for f in files} == {360}
     assert f"wrote {len(files)} packets" in capsys.readouterr().out
+    # the rest is the folder's bookkeeping (the manifest and lock of satlink.outdir)
+    others = {f.name for f in (tmp_path / "p").iterdir()} - {f.name for f in files}
+    assert others == {".satlink-run.json", ".satlink.lock"}
 
 
 def test_decode_reports_missing_and_corrupt_and_still_writes(image_path, tmp_path, capsys):
     pdir = tmp_path / "p"
     main(["encode", str(image_path), "--out", str(pdir), "--packet-size", "120"])
-    files = sorted(pdir.iterdir())
+    files = sorted(pdir.glob("packet_*"))
     files[-1].unlink()
     blob = bytearray(files[1].read_bytes())
     blob[30] ^= 0x04

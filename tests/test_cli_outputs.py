@@ -72,7 +72,7 @@ def test_encode_order_and_decode_reference(image_path, tmp_path, capsys):
     pkts = tmp_path / "p"
     assert main(["encode", str(image_path), "--out", str(pkts), "--order", "position-major",
                  "--interleave"]) == 0  # fmt: skip
-    first = parse_packet(sorted(pkts.iterdir())[0].read_bytes())
+    first = parse_packet(sorted(pkts.glob("packet_*"))[0].read_bytes())
     assert first.order == "position-major" and first.interleave
     capsys.readouterr()
     out = tmp_path / "preview.png"

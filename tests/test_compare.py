@@ -67,3 +67,13 @@ def test_cli_compare_one_line_on_bad_arm(capsys) -> None:
     assert main(["compare", "--arms", "rvq,zip", "--out", "x", "--quiet"]) == 2
     assert "arm 'zip'" in capsys.readouterr().err
     _ = np  # numpy is part of the fixtures' world
+
+
+def test_the_figure_leaves_the_matplotlib_backend_alone(tiny, small_image) -> None:
+    """A notebook keeps its inline plots: no matplotlib.use(), no pyplot."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    res = compare("bds3-rsmc-geo", small_image, losses=[0.0], seeds=1, arms=["rvq"], codec=tiny)
+    assert len(res.figure().axes) == 2 * 3  # loss models x panels
+    assert matplotlib.get_backend() == before

@@ -566,3 +566,40 @@ def test_a_sweep_into_a_folder_of_user_files_is_refused(small_image, tmp_path):
         sweep("bds3-rsmc-geo", seeds=1, images=small_image, workers=0, out_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
     assert (tmp_path / "results.csv").read_text() == "mine"
+
+
+def test_encode_owns_its_packet_folder(small_image, tmp_path, capsys):
+    """`satlink encode --out` writes through the manifest: a folder of the user's files is
+    refused in one line (exit 2) and left as it was; a rerun in larger packets leaves none of
+    the first run's extra packets behind to be mixed into a decode."""
+    from satlink.cli import main
+
+    png = tmp_path / "small.png"
+    Image.fromarray(small_image).save(png)
+    small_image = png
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "packet_00000.bin").write_bytes(b"my own")
+    assert main(["encode", str(small_image), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no satlink run wrote" in err
+    assert _tree(mine) == {"packet_00000.bin": b"my own"}
+
+    out = tmp_path / "packets"
+    assert main(["encode", str(small_image), "--out", str(out), "--packet-size", "60"]) == 0
+    many = sorted(p.name for p in out.glob("packet_*.bin"))
+    assert main(["encode", str(small_image), "--out", str(out), "--packet-size", "360"]) == 0
+    few = sorted(p.name for p in out.glob("packet_*.bin"))
+    assert len(many) > len(few) and few == many[: len(few)]
+    assert json.loads((out / MANIFEST_NAME).read_text())["kind"] == "encode"
+
+
+def test_compare_refuses_a_folder_of_user_files_before_any_replay(small_image, tmp_path):
+    from satlink.compare import compare
+
+    (tmp_path / "compare.csv").write_text("mine")
+    t0 = time.perf_counter()
+    with pytest.raises(OutputFolderError, match="no satlink run wrote"):
+        compare("bds3-rsmc-geo", small_image, seeds=50, out_dir=tmp_path)
+    assert time.perf_counter() - t0 < 5
+    assert _tree(tmp_path) == {"compare.csv": b"mine"}
