@@ -5,6 +5,11 @@ every packet, the whole report folder written.
 
 Two figures: the `satlink replay` command as a user runs it (a fresh process: imports and model
 load included), and the in-process `replay()` call with its stages timed separately.
+
+    python benchmarks/bench_replay.py --runs 5 --baseline /tmp/base   # against another checkout
+
+``--baseline DIR`` (a checkout, e.g. ``git worktree add /tmp/base <commit>``) also times that
+checkout's `satlink replay`, alternating run by run with this one, and prints the ratio.
 Bar (issue 5): ≤ 15 s on the project's 2-core machine.
 """
 
@@ -38,32 +43,25 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scenario", default="bds3-rsmc-geo")
+    ap.add_argument("--baseline", type=Path, help="another checkout to time alternately")
     args = ap.parse_args()
     image = args.image if args.image.is_file() else synthetic_768x512()
 
-    cli_s = []
-    for i in range(args.runs):
+    def cli_run(seed: int, checkout: Path) -> float:
         with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "satlink.cli", "replay", args.scenario,
+                   "--image", str(image.resolve()), "--out", f"{tmp}/out", "--quiet",
+                   "--seed", str(seed)]  # fmt: skip
             t0 = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "satlink.cli",
-                    "replay",
-                    args.scenario,
-                    "--image",
-                    str(image),
-                    "--out",
-                    f"{tmp}/out",
-                    "--quiet",
-                    "--seed",
-                    str(i),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            cli_s.append(time.perf_counter() - t0)
+            subprocess.run(cmd, check=True, capture_output=True, cwd=checkout)
+            return time.perf_counter() - t0
+
+    here = Path(__file__).resolve().parents[1]
+    cli_s, base_s = [], []
+    for i in range(args.runs):  # alternate, so a drift in the machine's speed hits both alike
+        cli_s.append(cli_run(i, here))
+        if args.baseline is not None:
+            base_s.append(cli_run(i, args.baseline.resolve()))
 
     import torch
 
@@ -111,6 +109,14 @@ def main() -> None:
         f"| `replay()` in process, model loaded | {statistics.median(api_s):.2f} | "
         f"{min(api_s):.2f} | {max(api_s):.2f} | |"
     )
+    if base_s:
+        ratios = [a / b for a, b in zip(cli_s, base_s, strict=True)]
+        print(
+            f"| `satlink replay`, baseline {args.baseline} | {statistics.median(base_s):.2f} | "
+            f"{min(base_s):.2f} | {max(base_s):.2f} | |"
+        )
+        print(f"| this / baseline, run by run | {statistics.median(ratios):.3f} | "
+              f"{min(ratios):.3f} | {max(ratios):.3f} | |")  # fmt: skip
     print(f"| one decode (per preview) | {decode_s:.3f} | | | |")
     print(f"| one PSNR + MS-SSIM (per preview) | {score_s:.3f} | | | |")
 
