@@ -13,7 +13,12 @@ Times one 768×512 synthesis pass of the shipped model (median of ``--repeats`` 
 - ``onnxruntime``: the synthesis exported to ONNX (opset 17) on ONNX Runtime's CPU provider
   (optional: skipped when ``onnxruntime`` is not installed). ONNX Runtime picks its own kernels
   from the CPU it finds; no setting caps it to AVX2, so on an AVX-512 host its figure is not the
-  AVX2 figure.
+  AVX2 figure;
+- ``openvino``: the synthesis converted with ``openvino.convert_model`` and compiled for the CPU
+  plugin in fp32 (optional: skipped when ``openvino`` is not installed). Its oneDNN does honour
+  ``ONEDNN_MAX_CPU_ISA``, so this one is an AVX2 figure.
+
+The optional back ends install with ``pip install -e ".[backends]"``.
 
 The three environment variables above make torch, oneDNN and fbgemm use AVX2 kernels on a host
 that has AVX-512, as the speed bars are judged on an AVX2-only machine.
@@ -58,6 +63,17 @@ class Pointwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lin(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class Synthesis(nn.Module):
+    """The synthesis transform as a module of (latent, mask), for exporters."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, lat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.inner.synthesis(lat, mask)
 
 
 def main() -> None:
@@ -105,15 +121,6 @@ def main() -> None:
         except ImportError:
             rows.append(("onnxruntime", float("nan"), "not installed"))
         else:
-
-            class Synthesis(nn.Module):
-                def __init__(self, inner: nn.Module) -> None:
-                    super().__init__()
-                    self.inner = inner
-
-                def forward(self, lat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-                    return self.inner.synthesis(lat, mask)
-
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "synthesis.onnx")
                 torch.onnx.export(
@@ -130,6 +137,24 @@ def main() -> None:
                 feeds = {"latent": latent.numpy(), "mask": rec.float().numpy()}
                 ms = median_ms(lambda: sess.run(None, feeds), args.repeats)
                 rows.append((f"onnxruntime {ort.__version__} (own ISA choice)", ms, ""))
+
+        try:
+            import openvino as ov
+        except ImportError:
+            rows.append(("openvino", float("nan"), "not installed"))
+        else:
+            model = ov.convert_model(Synthesis(net).eval(), example_input=(latent, rec.float()))
+            compiled_ov = ov.Core().compile_model(
+                model,
+                "CPU",
+                {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"},
+            )
+            req = compiled_ov.create_infer_request()
+            feeds = [latent.numpy(), rec.float().numpy()]
+            ms = median_ms(lambda: req.infer(feeds), args.repeats)
+            out = torch.from_numpy(req.infer(feeds)[0].copy())
+            diff = float((out - net.synthesis(latent, rec)).abs().max())
+            rows.append((f"openvino {ov.__version__} (fp32)", ms, f"max abs change {diff:.1e}"))
 
     isa = (
         ", ".join(
