@@ -59,6 +59,7 @@ class TrainConfig:
     warmup_steps: int = 200
     lr_floor: float = 0.1  # share of lr the cosine ends at
     freeze: str = ""  # comma list of parts kept fixed: encoder, codebooks
+    ema_decay: float = 0.99  # codebook EMA decay
     stage_weight_p: float = 0.5
     msssim_weight: float = 0.3
     # Extra L1 on chroma (each pixel minus its channel mean). Without it training drifts to a
@@ -212,6 +213,9 @@ class Trainer:
         self.net = ProgressiveCodec(self.model_cfg).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if not 0.0 < cfg.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
+        self.net.rvq.decay = cfg.ema_decay
         self.frozen = {part for part in cfg.freeze.split(",") if part}
         if self.frozen - {"encoder", "codebooks"}:
             raise ValueError(f"freeze: unknown parts {sorted(self.frozen)}; use encoder, codebooks")

@@ -28,6 +28,7 @@ OPTION_HELP = {
     "lr": "peak Adam learning rate",
     "warmup_steps": "linear warm-up steps before the cosine decay",
     "lr_floor": "share of the peak rate the cosine decays to (1: constant)",
+    "ema_decay": "decay of the codebooks' moving averages (0.99: a memory of ~100 steps)",
     "freeze": "parts kept fixed, comma-separated: 'encoder' (analysis and codebooks: the "
     "indices never change, only the decoder learns) or 'codebooks' (no EMA update, no revival)",
     "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",

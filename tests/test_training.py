@@ -275,6 +275,13 @@ def test_frozen_parts_do_not_change(corpus, tmp_path, freeze) -> None:
     assert any(k.startswith(ENCODER_MODULES) for k in changed) == (freeze == "codebooks")
 
 
+def test_ema_decay_reaches_the_codebooks(corpus, tmp_path) -> None:
+    trainer = Trainer(config(corpus, tmp_path / "run", steps=1, ema_decay=0.999))
+    assert trainer.net.rvq.decay == 0.999
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        Trainer(config(corpus, tmp_path / "run2", steps=1, ema_decay=1.0))
+
+
 def test_freeze_names_an_unknown_part(capsys) -> None:
     from codec.train_cli import parse_args
 
