@@ -35,7 +35,12 @@ PACKET_FILE_PATTERN = "packet_{seq:05d}.bin"
 
 
 def write_packet_files(packets: Sequence[bytes], out_dir: str | Path) -> list[Path]:
-    """Write ``packets[seq]`` to ``out_dir/packet_<seq>.bin`` (folder created); return the paths."""
+    """Write ``packets[seq]`` to ``out_dir/packet_<seq>.bin`` (folder created); return the paths.
+
+    Plain files, for a folder the caller owns: this layer knows nothing of output folders.
+    ``satlink encode --out`` writes the same names through :func:`satlink.outdir.write_files`
+    instead, which refuses a folder of someone else's files and removes an earlier encode's
+    extra packets."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
