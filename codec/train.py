@@ -215,6 +215,8 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
         if not 0.0 < cfg.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
+        if not 0.0 <= cfg.lr_floor <= 1.0:
+            raise ValueError(f"lr_floor must be in [0, 1], got {cfg.lr_floor}")
         self.net.rvq.decay = cfg.ema_decay
         self.frozen = {part for part in cfg.freeze.split(",") if part}
         if self.frozen - {"encoder", "codebooks"}:

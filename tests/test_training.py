@@ -280,6 +280,15 @@ def test_ema_decay_reaches_the_codebooks(corpus, tmp_path) -> None:
     assert trainer.net.rvq.decay == 0.999
     with pytest.raises(ValueError, match="ema_decay must be in"):
         Trainer(config(corpus, tmp_path / "run2", steps=1, ema_decay=1.0))
+    with pytest.raises(ValueError, match="lr_floor must be in"):
+        Trainer(config(corpus, tmp_path / "run3", steps=1, lr_floor=1.5))
+
+
+def test_lr_floor_sets_where_the_cosine_ends(corpus, tmp_path) -> None:
+    trainer = Trainer(config(corpus, tmp_path / "run", steps=100, warmup_steps=0, lr_floor=0.4))
+    assert trainer.lr_at(100) == pytest.approx(0.4 * trainer.cfg.lr)
+    held = Trainer(config(corpus, tmp_path / "r2", steps=100, warmup_steps=0, lr_floor=1.0))
+    assert held.lr_at(0) == held.lr_at(50) == pytest.approx(held.cfg.lr)
 
 
 def test_freeze_names_an_unknown_part(capsys) -> None:
