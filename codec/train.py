@@ -46,6 +46,20 @@ from codec.pack import load_pack, split_paths
 
 # Parameters of the analysis transform (everything before the RVQ), by module name.
 ENCODER_MODULES = ("stem.", "enc_", "to_latent.", "latent_ln.")
+FREEZABLE = ("encoder", "codebooks")  # what --freeze may name
+
+
+def freeze_parts(text: str) -> set[str]:
+    """The parts a ``--freeze`` value names (comma-separated); unknown ones are refused by name.
+
+    >>> sorted(freeze_parts("encoder,codebooks"))
+    ['codebooks', 'encoder']
+    """
+    parts = {part for part in text.split(",") if part}
+    unknown = sorted(parts - set(FREEZABLE))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; choose from {FREEZABLE}")
+    return parts
 
 
 @dataclass
@@ -218,9 +232,7 @@ class Trainer:
         if not 0.0 <= cfg.lr_floor <= 1.0:
             raise ValueError(f"lr_floor must be in [0, 1], got {cfg.lr_floor}")
         self.net.rvq.decay = cfg.ema_decay
-        self.frozen = {part for part in cfg.freeze.split(",") if part}
-        if self.frozen - {"encoder", "codebooks"}:
-            raise ValueError(f"freeze: unknown parts {sorted(self.frozen)}; use encoder, codebooks")
+        self.frozen = freeze_parts(cfg.freeze)
         if "encoder" in self.frozen:  # the indices stay as they are: codebooks too
             self.frozen.add("codebooks")
             for name, param in self.net.named_parameters():

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from codec.checkpoint import average_weights, export_weights
-from codec.train import TrainConfig, Trainer, validate_weights
+from codec.train import TrainConfig, Trainer, freeze_parts, validate_weights
 
 __all__ = ["OPTION_HELP", "main", "parse_args"]
 
@@ -70,13 +70,11 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-FREEZABLE = ("encoder", "codebooks")
-
-
 def _parts(text: str) -> str:
-    unknown = sorted({part for part in text.split(",") if part} - set(FREEZABLE))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown parts {unknown}; choose from {FREEZABLE}")
+    try:
+        freeze_parts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
