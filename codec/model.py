@@ -258,6 +258,27 @@ class ResidualVQ(nn.Module):
             self.steps_unused[s] = 0
             residual = residual - cb[self._nearest(residual, cb)]
 
+    @staticmethod
+    def smoothed_count(ema_count: torch.Tensor) -> torch.Tensor:
+        """Laplace-smoothed code counts ``[..., K]``: what each EMA sum is divided by."""
+        n = ema_count.sum(-1, keepdim=True)
+        return (ema_count + 1e-5) / (n + ema_count.shape[-1] * 1e-5) * n
+
+    @staticmethod
+    def derive_statistics(state: dict[str, torch.Tensor], prefix: str = "rvq.") -> None:
+        """Fill ``ema_sum`` and ``steps_unused`` into a state dict that left them out.
+
+        A packed weight file (:func:`codec.checkpoint.export_weights` with ``pack``) drops them:
+        after every EMA step the codebook is ``ema_sum / smoothed_count``, so the sum follows
+        from the codebook and the counts, and the dead-code timers restart at zero. Only a run
+        continued from the file (``--init-weights``) reads either.
+        """
+        codebooks, counts = state[prefix + "codebooks"], state[prefix + "ema_count"]
+        if prefix + "ema_sum" not in state:
+            sums = codebooks.float() * ResidualVQ.smoothed_count(counts.float())[..., None]
+            state[prefix + "ema_sum"] = sums.to(codebooks.dtype)
+        state.setdefault(prefix + "steps_unused", torch.zeros_like(counts))
+
     @torch.no_grad()
     def ema_update(
         self, residuals: torch.Tensor, indices: torch.Tensor, dead_after_steps: int = 20
@@ -274,9 +295,7 @@ class ResidualVQ(nn.Module):
             sums = r.new_zeros(self.codebook_size, self.dim).index_add_(0, idx, r)
             self.ema_count[s].mul_(self.decay).add_(counts, alpha=1 - self.decay)
             self.ema_sum[s].mul_(self.decay).add_(sums, alpha=1 - self.decay)
-            n = self.ema_count[s].sum()
-            count = (self.ema_count[s] + 1e-5) / (n + self.codebook_size * 1e-5) * n
-            self.codebooks[s] = self.ema_sum[s] / count[:, None]
+            self.codebooks[s] = self.ema_sum[s] / self.smoothed_count(self.ema_count[s])[:, None]
             self.steps_unused[s] += 1
             self.steps_unused[s, counts > 0] = 0
             dead = (self.steps_unused[s] >= dead_after_steps).nonzero().flatten()

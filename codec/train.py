@@ -32,6 +32,7 @@ from codec.checkpoint import (
     export_meta,
     load_checkpoint,
     state_dict_cpu,
+    unpacked,
 )
 from codec.data import (
     center_crops,
@@ -316,7 +317,7 @@ class Trainer:
             self.disc_opt.load_state_dict(st["disc_opt"])
 
     def init_from_weights(self, path: Path) -> None:
-        st = torch.load(path, map_location=self.device, weights_only=True)
+        st = unpacked(torch.load(path, map_location="cpu", weights_only=True))
         self.net.load_state_dict(st["state_dict"])
         self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
         self.kmeans_done = True

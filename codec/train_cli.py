@@ -114,8 +114,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
         p.add_argument("--model-id", type=int, default=1, help="id carried in packet headers")
         p.add_argument("--half", action="store_true", help="store the tensors as fp16")
+        p.add_argument(
+            "--pack", action="store_true", help="compress the tensors losslessly (releases)"
+        )
         a = p.parse_args(argv[1:])
-        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half)
+        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half, a.pack)
         print(json.dumps(meta, indent=1))
         return
     if argv and argv[0] == "average":

@@ -381,3 +381,48 @@ def test_average_of_exports(corpus, tmp_path) -> None:
         average_weights([tmp_path / "run" / "last.ckpt"], tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="no weight file at"):
         average_weights([tmp_path / "absent.pt"], tmp_path / "x.pt")
+
+
+def test_a_packed_export_loads_the_same_tensors_and_pictures(corpus, tmp_path) -> None:
+    cfg = config(corpus, tmp_path / "run", steps=2, export_every=2, depth_sampling="one")
+    Trainer(cfg).run()
+    step = tmp_path / "run" / "step_000002.pt"
+    main(["export", str(step), str(tmp_path / "h.pt"), "--half"])
+    main(["export", str(step), str(tmp_path / "p.pt"), "--half", "--pack"])
+    assert "packed" in torch.load(tmp_path / "p.pt", weights_only=True)
+    a, b = codec.load_codec(tmp_path / "h.pt"), codec.load_codec(tmp_path / "p.pt")
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    left_out = {"rvq.ema_sum", "rvq.steps_unused"}
+    assert [k for k in sa if not torch.equal(sa[k], sb[k])] == sorted(left_out)
+    # What it leaves out is re-derived from the codebooks and counts, close to what it was.
+    assert torch.allclose(sa["rvq.ema_sum"], sb["rvq.ema_sum"], rtol=1e-2, atol=1e-3)
+    img = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    code = a.encode(img)
+    assert np.array_equal(code.indices, b.encode(img).indices)
+    assert np.array_equal(a.decode(code), b.decode(code))
+    # A fine-tune starts from it, and relabelling keeps it loadable.
+    base = ["--data", str(corpus), "--crop-px", "64", "--batch-size", "2", "--threads", "1"]
+    ft = ["--out", str(tmp_path / "ft"), "--init-weights", str(tmp_path / "p.pt"), "--steps", "1"]
+    main([*base, *ft])
+    meta = export_weights(tmp_path / "p.pt", tmp_path / "r.pt", model_id=7, name="r", pack=True)
+    assert meta["model_id"] == 7 and codec.load_codec(tmp_path / "r.pt").model_id == 7
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda b: b.update(packed=b["packed"][: len(b["packed"]) // 2].clone()), "damaged"),
+        (lambda b: b.update(packing="lzma-9"), "unknown tensor packing"),
+        (lambda b: b["layout"][0].__setitem__(2, "object"), "unknown dtype"),
+        (lambda b: b["layout"].pop(), "longer than their layout"),
+    ],
+)
+def test_a_damaged_packed_file_is_refused_by_name(corpus, tmp_path, damage, why) -> None:
+    Trainer(config(corpus, tmp_path / "run", steps=1, export_every=1)).run()
+    export_weights(tmp_path / "run" / "step_000001.pt", tmp_path / "p.pt", pack=True)
+    blob = torch.load(tmp_path / "p.pt", weights_only=True)
+    damage(blob)
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(codec.zoo.ModelNotFoundError, match=why) as err:
+        codec.load_codec(tmp_path / "bad.pt")
+    assert "\n" not in str(err.value)
