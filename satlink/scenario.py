@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from satlink.channel import Link, LinkConfig
+from satlink.channel.config import LossConfig
 from satlink.channel.terminals import apply_terminal_class
 from satlink.config import ConfigError, ScenarioError  # ScenarioError: re-exported
 from satlink.linkbudget import BudgetConfig, budget_over_pass, evaluate_budget
@@ -65,6 +66,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioInfo",
     "apply_overrides",
+    "check_loss_keys_read",
     "list_presets",
     "load_scenario",
     "parse_scenario",
@@ -406,6 +408,7 @@ def _parse(data: Mapping[str, Any], source: str, overrides: tuple[str, ...]) -> 
     )
     fec = _build(FecConfig, data.get("fec", {}), "fec")
     _check_timing(channel, packets.wire_bytes)
+    check_loss_keys_read(channel.loss, [o.partition("=")[0] for o in overrides], "--set")
     return Scenario(
         info,
         packets,
@@ -474,6 +477,34 @@ def _parse_value(text: str) -> Any:
     except tomllib.TOMLDecodeError:
         # bare words such as selective-repeat are strings; quoting them is optional
         return text
+
+
+def check_loss_keys_read(loss: LossConfig, keys: Sequence[str], how: str) -> None:
+    """Refuse a set ``channel.loss.<field>`` key that the loss model never reads.
+
+    A preset may carry fields for another model, but a value the user sets on purpose and the
+    model ignores would give a run that silently differs from the one asked for (``p = 0.3``
+    under ``budget-per`` loses nothing more). ``how`` says how it was set (``--set``; empty
+    where the caller's message names the key). Setting an ignored
+    field to its neutral default (``shadow_db = 0`` under ``bernoulli``) asks for what happens
+    anyway, and passes.
+    """
+    read = loss.read_fields()
+    defaults = {f.name: f.default for f in dataclasses.fields(LossConfig)}
+    for key in keys:
+        key = key.strip()
+        field = key.removeprefix("channel.loss.")
+        if (
+            key.startswith("channel.loss.")
+            and field in defaults
+            and field not in read
+            and getattr(loss, field) != defaults[field]
+        ):
+            hint = '; for a random loss rate also set channel.loss.model = "bernoulli"'
+            raise ScenarioError(
+                f"{how + ' ' if how else ''}{key} has no effect: channel.loss.model = "
+                f"{loss.model!r} reads only {', '.join(read)}" + (hint if field == "p" else "")
+            )
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

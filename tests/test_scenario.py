@@ -150,7 +150,7 @@ def test_set_overrides_any_key() -> None:
     s = load_scenario(
         "bds3-rsmc-geo",
         [
-            "channel.loss.p=0.1",
+            "channel.loss.service_loss_p=0.1",
             "channel.arq.mode=selective-repeat",  # bare words are strings
             'scenario.description="edited"',
             "channel.visibility.mode='windows'",
@@ -158,12 +158,12 @@ def test_set_overrides_any_key() -> None:
             "packets.interleave=true",
         ],
     )
-    assert s.channel.loss.p == 0.1
+    assert s.channel.loss.service_loss_p == 0.1
     assert s.channel.arq.mode == "selective-repeat"
     assert s.info.description == "edited"
     assert s.channel.visibility.windows_s == ((0.0, 600.0), (1000.0, 1600.5))
     assert s.packets.interleave is True
-    assert s.overrides[0] == "channel.loss.p=0.1"
+    assert s.overrides[0] == "channel.loss.service_loss_p=0.1"
 
 
 def test_apply_overrides_creates_tables_and_copies() -> None:
@@ -203,10 +203,10 @@ def test_override_errors_name_the_key_the_allowed_range_and_the_origin() -> None
 @given(p=st.floats(allow_nan=False, allow_infinity=False))
 def test_override_probability_is_validated(p: float) -> None:
     if 0.0 <= p <= 1.0:
-        assert load_scenario("bds3-rsmc-geo", [f"channel.loss.p={p!r}"]).channel.loss.p == p
+        assert load_scenario("geo-burst-arq", [f"channel.loss.p={p!r}"]).channel.loss.p == p
     else:
         with pytest.raises(ScenarioError, match=r"channel\.loss\.p = .* allowed: in \[0, 1\]"):
-            load_scenario("bds3-rsmc-geo", [f"channel.loss.p={p!r}"])
+            load_scenario("geo-burst-arq", [f"channel.loss.p={p!r}"])
 
 
 @settings(max_examples=60, deadline=None)
@@ -346,9 +346,9 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_to_dict_round_trips(name: str) -> None:
-    s = load_scenario(name, ["channel.loss.p=0.2"])
+    s = load_scenario(name, ["channel.loss.service_loss_p=0.2"])
     data = s.to_dict()
-    assert data["scenario"]["overrides"] == ["channel.loss.p=0.2"]
+    assert data["scenario"]["overrides"] == ["channel.loss.service_loss_p=0.2"]
     again = parse_scenario(json.loads(json.dumps(data)), source=s.origin, overrides=s.overrides)
     assert again == s
 
@@ -491,3 +491,26 @@ def test_terminal_classes_cap_messages_and_fragment_packets(
     assert len(plan.messages) == ways and max(len(m) for m in plan.messages) <= cap
     with pytest.raises(ScenarioError, match=r"channel\.terminal = 'walkie'"):
         load_scenario("bds3-rsmc-geo", ["channel.terminal=walkie"])
+
+
+@pytest.mark.parametrize(
+    ("preset", "override", "why"),
+    [
+        ("bds3-rsmc-geo", "channel.loss.p=0.3", r"loss\.p has no effect.*'budget-per'.*bernoulli"),
+        ("leo-tle-pass", "channel.loss.r=0.5", r"loss\.r has no effect.*'bit-errors'"),
+        ("iridium-sbd", "channel.loss.loss_bad=0.5", r"loss_bad has no effect"),
+    ],
+)
+def test_a_loss_override_the_model_never_reads_is_refused(preset, override, why) -> None:
+    # Before, such a run went ahead as if the setting had not been given.
+    with pytest.raises(ScenarioError, match=why):
+        load_scenario(preset, [override])
+
+
+def test_loss_overrides_the_model_reads_or_that_are_neutral_pass() -> None:
+    load_scenario("iridium-sbd", ["channel.loss.p=0.2"])  # the shadowing chain reads p
+    load_scenario("bds3-rsmc-geo", ["channel.loss.model=bernoulli", "channel.loss.p=0.3"])
+    load_scenario("bds3-rsmc-geo", ["channel.loss.p=0"])  # its default: asks for nothing
+    # A preset's own fields for another model stay allowed after a model switch.
+    s = load_scenario("iridium-sbd", ["channel.loss.model=bernoulli"])
+    assert s.channel.loss.shadow_db == 8.0 and "shadow_db" not in s.channel.loss.read_fields()

@@ -434,3 +434,17 @@ def test_missing_dask_is_a_clear_error(image, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     with pytest.raises(SweepError, match=r"pip install 'satlink\[dask\]'"):
         sweep(SCENARIO, seeds=1, images=image, scheduler="tcp://127.0.0.1:1", workers=0)
+
+
+def test_a_grid_key_the_loss_model_never_reads_is_refused() -> None:
+    from satlink.scenario import load_scenario
+    from satlink.sweep.grid import point_scenarios
+
+    # bds3-rsmc-geo's budget-per model never reads p: every point would be the same run.
+    base = load_scenario("bds3-rsmc-geo")
+    with pytest.raises(SweepError, match=r"channel\.loss\.p has no effect.*bernoulli"):
+        point_scenarios(base, {"channel.loss.p": [0.0, 0.1]})
+    points = point_scenarios(
+        base.with_overrides(["channel.loss.model=bernoulli"]), {"channel.loss.p": [0.0, 0.1]}
+    )
+    assert [s.channel.loss.p for _, s in points] == [0.0, 0.1]

@@ -260,6 +260,24 @@ class LossConfig:
             self.shadow_db > 0.0 and self.model in BUDGET_LOSS_MODELS
         )
 
+    def read_fields(self) -> tuple[str, ...]:
+        """The fields this model reads; the others wait for another model (a preset may carry
+        them for a ``--set channel.loss.model=...``).
+
+        >>> LossConfig("budget-per").read_fields()
+        ('model', 'service_loss_p', 'fade_margin_db', 'shadow_db')
+        """
+        read = ["model", "service_loss_p"]
+        if self.model == "bernoulli":
+            read.append("p")
+        if self.model in BUDGET_LOSS_MODELS:
+            read += ["fade_margin_db", "shadow_db"]
+        if self.has_chain:
+            read += ["p", "r", "step_s"]
+        if self.model == "gilbert-elliott":
+            read += ["loss_good", "loss_bad"]
+        return tuple(read)
+
     def stationary_loss(self) -> float:
         """Long-run loss probability per transmission, service loss included (budget models:
         not defined here, NaN: it depends on the geometry)."""

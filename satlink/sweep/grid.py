@@ -24,6 +24,7 @@ from satlink.scenario import (
     Scenario,
     ScenarioError,
     apply_overrides,
+    check_loss_keys_read,
     load_scenario,
     parse_scenario,
 )
@@ -356,7 +357,9 @@ def point_scenarios(base: Scenario, grid: Mapping[str, list]) -> list[tuple[dict
         for k, v in point.items():
             _set_key(data, k, v)
         # the base's overrides only: an error is about a grid key, and says so itself
-        return parse_scenario(data, base.origin, base.overrides)
+        scenario = parse_scenario(data, base.origin, base.overrides)
+        check_loss_keys_read(scenario.channel.loss, list(point), "")
+        return scenario
 
     def where(point: Mapping[str, Any]) -> str:
         return ", ".join(f"{k} = {toml_literal(v, k)}" for k, v in point.items())
