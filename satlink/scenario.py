@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from satlink.channel import Link, LinkConfig
-from satlink.channel.config import LossConfig
 from satlink.channel.terminals import apply_terminal_class
 from satlink.config import ConfigError, ScenarioError  # ScenarioError: re-exported
 from satlink.linkbudget import BudgetConfig, budget_over_pass, evaluate_budget
@@ -66,7 +65,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioInfo",
     "apply_overrides",
-    "check_loss_keys_read",
+    "check_keys_read",
     "list_presets",
     "load_scenario",
     "parse_scenario",
@@ -408,7 +407,7 @@ def _parse(data: Mapping[str, Any], source: str, overrides: tuple[str, ...]) -> 
     )
     fec = _build(FecConfig, data.get("fec", {}), "fec")
     _check_timing(channel, packets.wire_bytes)
-    check_loss_keys_read(channel.loss, [o.partition("=")[0] for o in overrides], "--set")
+    check_keys_read(channel, [o.partition("=")[0] for o in overrides], "--set")
     return Scenario(
         info,
         packets,
@@ -479,32 +478,35 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def check_loss_keys_read(loss: LossConfig, keys: Sequence[str], how: str) -> None:
-    """Refuse a set ``channel.loss.<field>`` key that the loss model never reads.
+def check_keys_read(channel: LinkConfig, keys: Sequence[str], how: str) -> None:
+    """Refuse a set key that the channel never reads in its modes (:meth:`LinkConfig.unread_keys`).
 
-    A preset may carry fields for another model, but a value the user sets on purpose and the
-    model ignores would give a run that silently differs from the one asked for (``p = 0.3``
-    under ``budget-per`` loses nothing more). ``how`` says how it was set (``--set``; empty
-    where the caller's message names the key). Setting an ignored
-    field to its neutral default (``shadow_db = 0`` under ``bernoulli``) asks for what happens
+    A preset may carry fields for another mode, but a value the user sets on purpose and the
+    channel ignores would give a run that silently differs from the one asked for
+    (``channel.loss.p = 0.3`` under ``budget-per`` loses nothing more). ``how`` says how it was
+    set (``--set``; empty where the caller's message names the key). Setting an unread field
+    to its neutral default (``shadow_db = 0`` under ``bernoulli``) asks for what happens
     anyway, and passes.
     """
-    read = loss.read_fields()
-    defaults = {f.name: f.default for f in dataclasses.fields(LossConfig)}
-    for key in keys:
-        key = key.strip()
-        field = key.removeprefix("channel.loss.")
-        if (
-            key.startswith("channel.loss.")
-            and field in defaults
-            and field not in read
-            and getattr(loss, field) != defaults[field]
-        ):
-            hint = '; for a random loss rate also set channel.loss.model = "bernoulli"'
-            raise ScenarioError(
-                f"{how + ' ' if how else ''}{key} has no effect: channel.loss.model = "
-                f"{loss.model!r} reads only {', '.join(read)}" + (hint if field == "p" else "")
-            )
+    unread = set(channel.unread_keys())
+    for key in (k.strip() for k in keys):
+        if key not in unread:
+            continue
+        _, table, name = key.split(".")
+        config = getattr(channel, table)
+        default = next(f.default for f in dataclasses.fields(config) if f.name == name)
+        if getattr(config, name) == default:
+            continue
+        if table == "loss":
+            what = f"channel.loss.model = {config.model!r} reads only "
+            what += ", ".join(config.read_fields())
+            if name == "p":
+                what += '; for a random loss rate also set channel.loss.model = "bernoulli"'
+        elif channel.arq.mode == "none":
+            what = "channel.arq.mode = 'none' repeats nothing and has no return path"
+        else:
+            what = "it needs channel.return_link.mode = 'messages'"
+        raise ScenarioError(f"{how + ' ' if how else ''}{key} has no effect: {what}")
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

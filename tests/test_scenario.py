@@ -499,6 +499,8 @@ def test_terminal_classes_cap_messages_and_fragment_packets(
         ("bds3-rsmc-geo", "channel.loss.p=0.3", r"loss\.p has no effect.*'budget-per'.*bernoulli"),
         ("leo-tle-pass", "channel.loss.r=0.5", r"loss\.r has no effect.*'bit-errors'"),
         ("iridium-sbd", "channel.loss.loss_bad=0.5", r"loss_bad has no effect"),
+        ("bds3-rsmc-geo", "channel.arq.max_retries=5", r"arq\.mode = 'none' repeats nothing"),
+        ("bds3-rsmc-geo", "channel.return_link.loss_p=0.1", r"arq\.mode = 'none'"),
     ],
 )
 def test_a_loss_override_the_model_never_reads_is_refused(preset, override, why) -> None:
@@ -514,3 +516,9 @@ def test_loss_overrides_the_model_reads_or_that_are_neutral_pass() -> None:
     # A preset's own fields for another model stay allowed after a model switch.
     s = load_scenario("iridium-sbd", ["channel.loss.model=bernoulli"])
     assert s.channel.loss.shadow_db == 8.0 and "shadow_db" not in s.channel.loss.read_fields()
+    arq = ["channel.arq.mode=selective-repeat", "channel.arq.max_retries=5"]
+    load_scenario("bds3-rsmc-geo", arq)
+    with pytest.raises(ScenarioError, match=r"window_messages has no effect.*'messages'"):
+        load_scenario("bds3-rsmc-geo", [*arq, "channel.arq.window_messages=4"])
+    rl = ["channel.return_link.mode=messages", "channel.return_link.loss_p=0.1"]
+    load_scenario("bds3-rsmc-geo", [*arq, *rl, "channel.arq.window_messages=4"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from satlink.channel.loss import gilbert_elliott_stationary_loss
@@ -462,6 +462,29 @@ class LinkConfig:
                     f"channel.visibility.period_s = {self.visibility.period_s!r} is shorter than "
                     f"the pass ({pass_s:.1f} s); allowed: period_s >= pass duration"
                 )
+
+    def unread_keys(self) -> tuple[str, ...]:
+        """Dotted keys of ``[channel.loss]``, ``[channel.arq]`` and ``[channel.return_link]``
+        that this configuration never reads (a preset may carry them for another mode).
+
+        >>> LinkConfig(arq=ArqConfig("none")).unread_keys()[-2:]
+        ('channel.return_link.message_bytes', 'channel.return_link.entries_per_message')
+        """
+        arq_on = self.arq.mode != "none"
+        messages = arq_on and self.return_link.mode == "messages"
+        arq_read = ("mode", "return_delay_s", "max_retries") if arq_on else ("mode",)
+        # None: every field is read
+        read = {
+            "loss": self.loss.read_fields(),
+            "arq": (*arq_read, "window_messages") if messages else arq_read,
+            "return_link": None if messages else ("mode",) if arq_on else (),
+        }
+        return tuple(
+            f"channel.{table}.{f.name}"
+            for table, names in read.items()
+            for f in fields(getattr(self, table))
+            if names is not None and f.name not in names
+        )
 
     def stationary_loss(self) -> float:
         """Long-run loss per transmission: :meth:`LossConfig.stationary_loss`, and for the

@@ -24,7 +24,7 @@ from satlink.scenario import (
     Scenario,
     ScenarioError,
     apply_overrides,
-    check_loss_keys_read,
+    check_keys_read,
     load_scenario,
     parse_scenario,
 )
@@ -358,7 +358,7 @@ def point_scenarios(base: Scenario, grid: Mapping[str, list]) -> list[tuple[dict
             _set_key(data, k, v)
         # the base's overrides only: an error is about a grid key, and says so itself
         scenario = parse_scenario(data, base.origin, base.overrides)
-        check_loss_keys_read(scenario.channel.loss, list(point), "")
+        check_keys_read(scenario.channel, list(point), "")
         return scenario
 
     def where(point: Mapping[str, Any]) -> str:
