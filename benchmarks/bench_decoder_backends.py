@@ -1,6 +1,7 @@
 """The decoder (synthesis transform) on different CPU back ends, against eager PyTorch.
 
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+    FBGEMM_ENABLE_INSTRUCTIONS=AVX2 \
         python benchmarks/bench_decoder_backends.py [--repeats 9] [--threads 2]
 
 Times one 768×512 synthesis pass of the shipped model (median of ``--repeats`` after warm-up) for:
@@ -159,7 +160,12 @@ def main() -> None:
     isa = (
         ", ".join(
             f"{k}={os.environ[k]}"
-            for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS")
+            for k in (
+                "MKL_ENABLE_INSTRUCTIONS",
+                "ATEN_CPU_CAPABILITY",
+                "ONEDNN_MAX_CPU_ISA",
+                "FBGEMM_ENABLE_INSTRUCTIONS",
+            )
             if k in os.environ
         )
         or "native ISA"
