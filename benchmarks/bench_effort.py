@@ -7,8 +7,8 @@ For every image and effort, encodes with ``Codec.encode(image, effort=N)`` (time
 stages 1..5 and scores PSNR and MS-SSIM (``codec.metrics``). Prints the mean per stage and the
 median encode time per effort as a markdown table, with the CPU model and instruction set; raw
 per-image figures go to ``--out``. Quality does not depend on machine load; encode time does, so
-time it on a quiet machine (``MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` for the
-AVX2 bar).
+time it on a quiet machine (for the AVX2 bar: ``MKL_ENABLE_INSTRUCTIONS=AVX2
+ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2``).
 """
 
 from __future__ import annotations
