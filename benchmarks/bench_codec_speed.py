@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchtools import median_ms
 
 from codec import Codec, CodecConfig, ModelNotFoundError, ProgressiveCodec, default_codec
 from codec.api import load_image
@@ -60,17 +58,6 @@ def _image(path: Path | None) -> tuple[np.ndarray, str]:
     y, x = np.mgrid[0:512, 0:768]
     img = np.stack([x / 3, y / 2, (x + y) / 5], -1) + rng.normal(0, 20, (512, 768, 3))
     return np.clip(img, 0, 255).astype(np.uint8), "synthetic 768×512 (no Kodak image found)"
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 def _packet_masks(shape: tuple[int, int, int], per_packet: int) -> list[np.ndarray]:
@@ -114,20 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         ok = "" if bar_ms is None else ("yes" if ms <= bar_ms else "**no**")
         rows.append((label, ms, bar, ok))
 
-    bar_row("encode 768×512", _median_ms(lambda: codec.encode(img), args.repeats), 150)
-    bar_row(
-        "decode 768×512 (all stages)", _median_ms(lambda: codec.decode(code), args.repeats), 250
-    )
+    bar_row("encode 768×512", median_ms(lambda: codec.encode(img), args.repeats), 150)
+    bar_row("decode 768×512 (all stages)", median_ms(lambda: codec.decode(code), args.repeats), 250)
     one = code.stage_mask(1)
     bar_row(
         "decode 768×512 (stage 1 only)",
-        _median_ms(lambda: codec.decode(code, one), args.repeats),
+        median_ms(lambda: codec.decode(code, one), args.repeats),
         None,
     )
-    bar_row(
-        "decode 256×256 (all stages)", _median_ms(lambda: codec.decode(small), args.repeats), 40
-    )
-    bar_row("encode 256×256", _median_ms(lambda: codec.encode(crop), args.repeats), None)
+    bar_row("decode 256×256 (all stages)", median_ms(lambda: codec.decode(small), args.repeats), 40)
+    bar_row("encode 256×256", median_ms(lambda: codec.encode(crop), args.repeats), None)
 
     # Previews after every packet: per-preview cost, one by one against batched.
     n = len(masks)
@@ -139,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bar_row(
         f"{n} per-packet previews 768×512, one by one (per preview)",
-        _median_ms(one_by_one, reps, warmup=1) / n,
+        median_ms(one_by_one, reps, warmup=1) / n,
         None,
     )
     for b in args.batch:
@@ -150,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         bar_row(
             f"{n} per-packet previews 768×512, decode_batch of {b} (per preview)",
-            _median_ms(batched, reps, warmup=1) / n,
+            median_ms(batched, reps, warmup=1) / n,
             None,
         )
 

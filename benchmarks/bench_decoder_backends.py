@@ -30,27 +30,16 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import tempfile
 import time
 import warnings
 
 import numpy as np
 import torch
+from benchtools import median_ms
 from torch import nn
 
 from codec import default_codec
-
-
-def median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 class Pointwise(nn.Module):

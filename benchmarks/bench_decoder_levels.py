@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchtools import median_ms
 
 from codec import zoo
 
@@ -38,17 +37,6 @@ ENV_KEYS = (
     "ONEDNN_MAX_CPU_ISA",
     "FBGEMM_ENABLE_INSTRUCTIONS",
 )
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def linear_block(block: torch.nn.Module, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
