@@ -497,10 +497,11 @@ def check_keys_read(channel: LinkConfig, keys: Sequence[str], how: str) -> None:
         default = next(f.default for f in dataclasses.fields(config) if f.name == name)
         if getattr(config, name) == default:
             continue
-        if table == "loss":
-            what = f"channel.loss.model = {config.model!r} reads only "
+        if table in ("loss", "visibility"):
+            switch = "model" if table == "loss" else "mode"
+            what = f"channel.{table}.{switch} = {getattr(config, switch)!r} reads only "
             what += ", ".join(config.read_fields())
-            if name == "p":
+            if key == "channel.loss.p":
                 what += '; for a random loss rate also set channel.loss.model = "bernoulli"'
         elif channel.arq.mode == "none":
             what = "channel.arq.mode = 'none' repeats nothing and has no return path"

@@ -501,6 +501,7 @@ def test_terminal_classes_cap_messages_and_fragment_packets(
         ("iridium-sbd", "channel.loss.loss_bad=0.5", r"loss_bad has no effect"),
         ("bds3-rsmc-geo", "channel.arq.max_retries=5", r"arq\.mode = 'none' repeats nothing"),
         ("bds3-rsmc-geo", "channel.return_link.loss_p=0.1", r"arq\.mode = 'none'"),
+        ("bds3-rsmc-geo", "channel.visibility.outside=drop", r"mode = 'always' reads only mode"),
     ],
 )
 def test_a_loss_override_the_model_never_reads_is_refused(preset, override, why) -> None:
@@ -520,5 +521,10 @@ def test_loss_overrides_the_model_reads_or_that_are_neutral_pass() -> None:
     load_scenario("bds3-rsmc-geo", arq)
     with pytest.raises(ScenarioError, match=r"window_messages has no effect.*'messages'"):
         load_scenario("bds3-rsmc-geo", [*arq, "channel.arq.window_messages=4"])
+    vis = ["channel.visibility.mode=periodic", "channel.visibility.period_s=5700"]
+    vis.append("channel.visibility.duration_s=600")
+    load_scenario("bds3-rsmc-geo", [*vis, "channel.visibility.outside=drop"])
+    with pytest.raises(ScenarioError, match=r"windows_s has no effect.*'periodic'"):
+        load_scenario("bds3-rsmc-geo", [*vis, "channel.visibility.windows_s=[[0, 60]]"])
     rl = ["channel.return_link.mode=messages", "channel.return_link.loss_p=0.1"]
     load_scenario("bds3-rsmc-geo", [*arq, *rl, "channel.arq.window_messages=4"])

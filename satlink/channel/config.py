@@ -179,6 +179,17 @@ class VisibilityConfig:
     start_offset_s: float = 0.0
     min_margin_db: float | None = None
 
+    def read_fields(self) -> tuple[str, ...]:
+        """The fields this mode reads (``always`` reads no window settings at all).
+
+        >>> VisibilityConfig("passes").read_fields()
+        ('mode', 'outside', 'start_offset_s', 'min_margin_db')
+        """
+        if self.mode == "always":
+            return ("mode",)
+        own = {"windows": ("windows_s",), "periodic": ("first_start_s", "duration_s", "period_s")}
+        return ("mode", *own.get(self.mode, ()), "outside", "start_offset_s", "min_margin_db")
+
     def __post_init__(self) -> None:
         channel_choice("channel.visibility.mode", self.mode, VISIBILITY_MODES)
         channel_real("channel.visibility.start_offset_s", self.start_offset_s, lo=0.0)
@@ -464,8 +475,9 @@ class LinkConfig:
                 )
 
     def unread_keys(self) -> tuple[str, ...]:
-        """Dotted keys of ``[channel.loss]``, ``[channel.arq]`` and ``[channel.return_link]``
-        that this configuration never reads (a preset may carry them for another mode).
+        """Dotted keys of ``[channel.visibility]``, ``[channel.loss]``, ``[channel.arq]`` and
+        ``[channel.return_link]`` that this configuration never reads (a preset may carry them
+        for another mode).
 
         >>> LinkConfig(arq=ArqConfig("none")).unread_keys()[-2:]
         ('channel.return_link.message_bytes', 'channel.return_link.entries_per_message')
@@ -475,6 +487,7 @@ class LinkConfig:
         arq_read = ("mode", "return_delay_s", "max_retries") if arq_on else ("mode",)
         # None: every field is read
         read = {
+            "visibility": self.visibility.read_fields(),
             "loss": self.loss.read_fields(),
             "arq": (*arq_read, "window_messages") if messages else arq_read,
             "return_link": None if messages else ("mode",) if arq_on else (),
