@@ -19,9 +19,14 @@ from codec.checkpoint import unpacked, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "progic-rvq-v3"
+DEFAULT_MODEL = "progic-rvq-v4"
 # model_id (carried in every packet header) -> weight file name
-MODELS: dict[int, str] = {1: "progic-rvq-s", 2: "progic-rvq-v2", 3: "progic-rvq-v3"}
+MODELS: dict[int, str] = {
+    1: "progic-rvq-s",
+    2: "progic-rvq-v2",
+    3: "progic-rvq-v3",
+    4: "progic-rvq-v4",
+}
 
 
 class ModelNotFoundError(LookupError):
