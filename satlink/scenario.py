@@ -497,7 +497,10 @@ def check_keys_read(channel: LinkConfig, keys: Sequence[str], how: str) -> None:
         default = next(f.default for f in dataclasses.fields(config) if f.name == name)
         if getattr(config, name) == default:
             continue
-        if table in ("loss", "visibility"):
+        if table == "delay":
+            what = f"channel.delay.mode = {config.mode!r} with elevation_mode = "
+            what += f"{config.elevation_mode!r} reads only " + ", ".join(config.read_fields())
+        elif table in ("loss", "visibility"):
             switch = "model" if table == "loss" else "mode"
             what = f"channel.{table}.{switch} = {getattr(config, switch)!r} reads only "
             what += ", ".join(config.read_fields())

@@ -502,6 +502,10 @@ def test_terminal_classes_cap_messages_and_fragment_packets(
         ("bds3-rsmc-geo", "channel.arq.max_retries=5", r"arq\.mode = 'none' repeats nothing"),
         ("bds3-rsmc-geo", "channel.return_link.loss_p=0.1", r"arq\.mode = 'none'"),
         ("bds3-rsmc-geo", "channel.visibility.outside=drop", r"mode = 'always' reads only mode"),
+        ("bds3-rsmc-geo", "channel.delay.delay_s=0.3", r"delay_s has no effect.*'geometry'"),
+        ("bds3-rsmc-geo", "channel.delay.max_elevation_deg=60", r"elevation_mode = 'fixed'"),
+        ("leo-tle-pass", "channel.delay.elevation_deg=30", r"elevation_mode = 'orbit'"),
+        ("leo-tle-pass", "channel.delay.altitude_km=600", r"altitude_km has no effect"),
     ],
 )
 def test_a_loss_override_the_model_never_reads_is_refused(preset, override, why) -> None:
@@ -528,3 +532,43 @@ def test_loss_overrides_the_model_reads_or_that_are_neutral_pass() -> None:
         load_scenario("bds3-rsmc-geo", [*vis, "channel.visibility.windows_s=[[0, 60]]"])
     rl = ["channel.return_link.mode=messages", "channel.return_link.loss_p=0.1"]
     load_scenario("bds3-rsmc-geo", [*arq, *rl, "channel.arq.window_messages=4"])
+    load_scenario("bds3-rsmc-geo", ["channel.delay.mode=fixed", "channel.delay.delay_s=0.3"])
+    load_scenario("leo-pass-budget", ["channel.delay.max_elevation_deg=60"])
+
+
+# One change per [channel.delay] geometry field, away from the preset's value; the pass keeps
+# its budget margin (altitude +2 %, elevations a few degrees).
+_DELAY_PERTURBATIONS = {
+    "delay_s": lambda d: d.delay_s + 0.7,
+    "hops": lambda d: d.hops % 16 + 1,
+    "elevation_deg": lambda d: 0.8 * d.elevation_deg + 5.0,
+    "max_elevation_deg": lambda d: d.max_elevation_deg - 4.0,
+    "min_elevation_deg": lambda d: d.min_elevation_deg + 3.0,
+    "altitude_km": lambda d: d.altitude_km * 1.02,
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("mode", ["geometry", "fixed"])
+def test_delay_fields_called_unread_change_nothing_in_the_run(monkeypatch, preset, mode) -> None:
+    # The override check must only refuse what truly has no effect: run the link with each
+    # field changed (the check switched off) and compare traces byte for byte.
+    import satlink.scenario as scenario_module
+    from satlink.channel import Link
+
+    monkeypatch.setattr(scenario_module, "check_keys_read", lambda *a, **k: None)
+    extra = [f"channel.delay.mode={mode}", "channel.delay.delay_s=0.5"]
+    base = load_scenario(preset, extra)
+    size = min(360, base.channel.max_message_bytes or 360)
+    packets = [bytes([i]) * size for i in range(12)]
+    digest = Link(base.channel, seed=0).run(packets).trace.digest()
+    read = base.channel.delay.read_fields()
+    # a service's end-to-end latency can hide a longer propagation delay (it is a floor)
+    floor = base.channel.delay.service_latency_min_s is not None
+    for name, value in _DELAY_PERTURBATIONS.items():
+        s = load_scenario(preset, [*extra, f"channel.delay.{name}={value(base.channel.delay)}"])
+        changed = Link(s.channel, seed=0).run(packets).trace.digest() != digest
+        if name not in read:
+            assert not changed, f"{preset}: channel.delay.{name} is called unread but matters"
+        elif not floor or name not in ("delay_s", "hops"):
+            assert changed, f"{preset}: channel.delay.{name} is read but changed nothing"

@@ -141,6 +141,28 @@ class DelayConfig:
             )
         channel_int("channel.delay.hops", self.hops, lo=1, hi=16)
 
+    def read_fields(self) -> tuple[str, ...]:
+        """The fields these modes read: ``delay_s`` only in ``fixed`` mode, ``hops`` only in
+        ``geometry``; ``elevation_deg`` only at a fixed elevation, the pass's elevations only
+        on a pass, ``altitude_km`` unless an orbit gives the geometry. Jitter, processing delay
+        and service latency apply in every mode; the elevation also reaches the trace and the
+        link budget, so it is read even where the delay is fixed.
+
+        >>> DelayConfig("geometry", elevation_mode="pass").read_fields()  # doctest: +ELLIPSIS
+        ('mode', 'elevation_mode', 'jitter_s', ..., 'hops', 'max_elevation_deg', \
+'min_elevation_deg', 'altitude_km')
+        """
+        read = ["mode", "elevation_mode", "jitter_s", "processing_delay_s"]
+        read += ["service_latency_min_s", "service_latency_max_s"]
+        read.append("delay_s" if self.mode == "fixed" else "hops")
+        if self.elevation_mode == "fixed":
+            read.append("elevation_deg")
+        elif self.elevation_mode == "pass":
+            read += ["max_elevation_deg", "min_elevation_deg"]
+        if self.elevation_mode != "orbit":
+            read.append("altitude_km")
+        return tuple(read)
+
     def circular_pass(self) -> CircularPass | None:
         """The circular-pass geometry when ``elevation_mode == "pass"``, else None."""
         if self.elevation_mode != "pass":
@@ -475,9 +497,9 @@ class LinkConfig:
                 )
 
     def unread_keys(self) -> tuple[str, ...]:
-        """Dotted keys of ``[channel.visibility]``, ``[channel.loss]``, ``[channel.arq]`` and
-        ``[channel.return_link]`` that this configuration never reads (a preset may carry them
-        for another mode).
+        """Dotted keys of ``[channel.delay]``, ``[channel.visibility]``, ``[channel.loss]``,
+        ``[channel.arq]`` and ``[channel.return_link]`` that this configuration never reads (a
+        preset may carry them for another mode).
 
         >>> LinkConfig(arq=ArqConfig("none")).unread_keys()[-2:]
         ('channel.return_link.message_bytes', 'channel.return_link.entries_per_message')
@@ -487,6 +509,7 @@ class LinkConfig:
         arq_read = ("mode", "return_delay_s", "max_retries") if arq_on else ("mode",)
         # None: every field is read
         read = {
+            "delay": self.delay.read_fields(),
             "visibility": self.visibility.read_fields(),
             "loss": self.loss.read_fields(),
             "arq": (*arq_read, "window_messages") if messages else arq_read,
