@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from codec.model import CodecConfig, ResidualVQ
+from codec.model import CodecConfig
+from codec.quantizer import ResidualVQ
 
 __all__ = [
     "CheckpointError",

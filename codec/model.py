@@ -2,7 +2,7 @@
 
 Analysis: pixel-unshuffle stem, depthwise-separable conv + FFN blocks (ReLU), downsampling by
 pixel-unshuffle, small self-attention only at 1/16 resolution, projection to the latent.
-Quantizer: residual VQ, one codebook per stage (:class:`ResidualVQ`).
+Quantizer: residual VQ, one codebook per stage (:mod:`codec.quantizer`).
 Synthesis: the mirror image, with every block modulated by a scale and bias chosen by how many
 stages are present, and told per position which indices arrived, so that holes decode gracefully.
 
@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from codec.quantizer import FactorizedRVQ, ResidualVQ
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class CodecConfig:
     # GroupNorm(1, C) after each encoder block's depthwise conv (an ablation of issue 12; the
     # decoder stays without: it runs after every packet and is memory-bound).
     enc_block_norm: bool = False
+    # 0: EMA codebooks in the latent's own dimensions (the shipped models); > 0: codes compared
+    # by angle in this many projected dimensions and learned by gradient (DAC's factorized
+    # lookup, an ablation of issue 12).
+    code_dim: int = 0
 
     @property
     def downsample(self) -> int:
@@ -162,159 +168,6 @@ class Attention(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-def rotate_onto(e: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """The rotation trick (arXiv 2410.06424): ``q``'s value, with ``e``'s gradient carried
-    through the rotation and rescaling that take ``e`` to ``q``, instead of copied unchanged.
-
-    ``e`` (the encoder's latent) and ``q`` (its quantization) are ``[B, D, h, w]``; the rotation
-    is per position, over ``D``. The rotation and scale are constants to autograd, so a code's
-    gradient turns with the angle between the latent and its code.
-
-    >>> e = torch.randn(2, 4, 3, 3, requires_grad=True)
-    >>> q = torch.randn(2, 4, 3, 3)
-    >>> bool(torch.allclose(rotate_onto(e, q), q))
-    True
-    """
-    q = q.detach()
-    e_norm = e.detach().norm(dim=1, keepdim=True).clamp_min(eps)
-    q_norm = q.norm(dim=1, keepdim=True)
-    e_hat, q_hat = e.detach() / e_norm, q / q_norm.clamp_min(eps)
-    r = e_hat + q_hat
-    r = r / r.norm(dim=1, keepdim=True).clamp_min(eps)
-    # (I - 2 r r^T + 2 q_hat e_hat^T) e, scaled by |q| / |e|: equal to q up to rounding.
-    out = (q_norm / e_norm) * (
-        e - 2 * (e * r).sum(1, keepdim=True) * r + 2 * (e * e_hat).sum(1, keepdim=True) * q_hat
-    )
-    return out + (q - out.detach())  # the forward value is q exactly
-
-
-class ResidualVQ(nn.Module):
-    """Residual vector quantizer with EMA codebooks, k-means init and dead-code revival.
-
-    Stage ``s`` quantizes the residual left by stages ``0..s-1`` with its own codebook.
-    Codebooks are learned by exponential moving averages of the vectors assigned to them, not by
-    gradient, which keeps all 1024 codes alive far better on small data.
-    """
-
-    def __init__(self, num_stages: int, codebook_size: int, dim: int, decay: float = 0.99) -> None:
-        super().__init__()
-        self.num_stages, self.codebook_size, self.dim, self.decay = (
-            num_stages,
-            codebook_size,
-            dim,
-            decay,
-        )
-        self.register_buffer("codebooks", torch.randn(num_stages, codebook_size, dim) * 0.1)
-        self.register_buffer("ema_count", torch.ones(num_stages, codebook_size))
-        self.register_buffer("ema_sum", self.codebooks.clone())
-        # Training steps since each code was last chosen; drives dead-code revival.
-        self.register_buffer("steps_unused", torch.zeros(num_stages, codebook_size))
-
-    @staticmethod
-    def _nearest(r: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
-        # ||r - c||^2 without the ||r||^2 term, which does not change the argmin.
-        return torch.addmm((cb * cb).sum(1), r, cb.t(), alpha=-2.0).argmin(1)
-
-    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat latents ``[N, D]`` -> (indices ``[S, N]``, per-stage codewords ``[S, N, D]``)."""
-        residual = z
-        idx_all, cw_all = [], []
-        for s in range(self.num_stages):
-            idx = self._nearest(residual, self.codebooks[s])
-            cw = self.codebooks[s][idx]
-            residual = residual - cw
-            idx_all.append(idx)
-            cw_all.append(cw)
-        return torch.stack(idx_all), torch.stack(cw_all)
-
-    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
-        """Indices ``[B, S, h, w]`` -> codewords ``[B, S, D, h, w]``."""
-        _b, s, _h, _w = indices.shape
-        cws = [self.codebooks[i][indices[:, i]] for i in range(s)]  # each [B, h, w, D]
-        return torch.stack(cws, 1).permute(0, 1, 4, 2, 3)
-
-    @torch.no_grad()
-    def init_kmeans(self, z: torch.Tensor, iters: int = 10, seed: int = 0) -> None:
-        """Initialise every stage by k-means on the residuals of ``z`` ``[N, D]``."""
-        gen = torch.Generator().manual_seed(seed)
-        residual = z.float()
-        for s in range(self.num_stages):
-            cb = residual[torch.randperm(len(residual), generator=gen)[: self.codebook_size]]
-            if len(cb) < self.codebook_size:
-                extra = cb[torch.randint(len(cb), (self.codebook_size - len(cb),), generator=gen)]
-                cb = torch.cat([cb, extra + 1e-3 * torch.randn(extra.shape, generator=gen)])
-            for _ in range(iters):
-                idx = self._nearest(residual, cb)
-                counts = torch.bincount(idx, minlength=self.codebook_size).float()
-                sums = torch.zeros_like(cb).index_add_(0, idx, residual)
-                alive = counts > 0
-                cb[alive] = sums[alive] / counts[alive, None]
-                dead = (~alive).nonzero().flatten()
-                if len(dead):
-                    cb[dead] = residual[torch.randint(len(residual), (len(dead),), generator=gen)]
-            self.codebooks[s] = cb
-            self.ema_sum[s] = cb
-            self.ema_count[s] = 1.0
-            self.steps_unused[s] = 0
-            residual = residual - cb[self._nearest(residual, cb)]
-
-    @staticmethod
-    def smoothed_count(ema_count: torch.Tensor) -> torch.Tensor:
-        """Laplace-smoothed code counts ``[..., K]``: what each EMA sum is divided by."""
-        n = ema_count.sum(-1, keepdim=True)
-        return (ema_count + 1e-5) / (n + ema_count.shape[-1] * 1e-5) * n
-
-    @staticmethod
-    def derive_statistics(state: dict[str, torch.Tensor], prefix: str = "rvq.") -> None:
-        """Fill ``ema_sum`` and ``steps_unused`` into a state dict that left them out.
-
-        A packed weight file (:func:`codec.checkpoint.export_weights` with ``pack``) drops them:
-        after every EMA step the codebook is ``ema_sum / smoothed_count``, so the sum follows
-        from the codebook and the counts, and the dead-code timers restart at zero. Only a run
-        continued from the file (``--init-weights``) reads either.
-        """
-        codebooks, counts = state[prefix + "codebooks"], state[prefix + "ema_count"]
-        if prefix + "ema_sum" not in state:
-            sums = codebooks.float() * ResidualVQ.smoothed_count(counts.float())[..., None]
-            state[prefix + "ema_sum"] = sums.to(codebooks.dtype)
-        state.setdefault(prefix + "steps_unused", torch.zeros_like(counts))
-
-    @torch.no_grad()
-    def ema_update(
-        self, residuals: torch.Tensor, indices: torch.Tensor, dead_after_steps: int = 20
-    ) -> torch.Tensor:
-        """EMA step for every stage, then revive codes unused for ``dead_after_steps`` steps.
-
-        ``residuals`` is ``[S, N, D]`` (the vector each stage saw), ``indices`` ``[S, N]``.
-        Returns the number of revived codes per stage.
-        """
-        revived = torch.zeros(self.num_stages, dtype=torch.long)
-        for s in range(self.num_stages):
-            r, idx = residuals[s], indices[s]
-            counts = torch.bincount(idx, minlength=self.codebook_size).float()
-            sums = r.new_zeros(self.codebook_size, self.dim).index_add_(0, idx, r)
-            self.ema_count[s].mul_(self.decay).add_(counts, alpha=1 - self.decay)
-            self.ema_sum[s].mul_(self.decay).add_(sums, alpha=1 - self.decay)
-            self.codebooks[s] = self.ema_sum[s] / self.smoothed_count(self.ema_count[s])[:, None]
-            self.steps_unused[s] += 1
-            self.steps_unused[s, counts > 0] = 0
-            dead = (self.steps_unused[s] >= dead_after_steps).nonzero().flatten()
-            if len(dead):
-                # Restart dead codes on the worst-served vectors of this batch: they are where
-                # a new code cuts the most error.
-                err = (r - self.codebooks[s][idx]).pow(2).sum(1)
-                worst = err.topk(min(len(r), 4 * len(dead))).indices
-                pick = r[worst[torch.randint(len(worst), (len(dead),))]]
-                pick = pick + 1e-3 * pick.std() * torch.randn_like(pick)
-                mean_count = self.ema_count[s].mean()
-                self.codebooks[s, dead] = pick
-                self.ema_sum[s, dead] = pick * mean_count
-                self.ema_count[s, dead] = mean_count
-                self.steps_unused[s, dead] = 0
-                revived[s] = len(dead)
-        return revived
-
-
 def fill_missing(values: torch.Tensor, known: torch.Tensor, max_iters: int = 64) -> torch.Tensor:
     """Fill unknown positions of ``values`` ``[B, D, h, w]`` from their known neighbours.
 
@@ -361,7 +214,9 @@ class ProgressiveCodec(nn.Module):
         self.to_latent = nn.Conv2d(cfg.enc_channels[-1], cfg.latent_dim, 1)
         self.latent_ln = nn.LayerNorm(cfg.latent_dim) if cfg.latent_norm else None
 
-        self.rvq = ResidualVQ(cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        shape = (cfg.num_stages, cfg.codebook_size, cfg.latent_dim)
+        self.rvq: ResidualVQ | FactorizedRVQ
+        self.rvq = FactorizedRVQ(*shape, cfg.code_dim) if cfg.code_dim else ResidualVQ(*shape)
 
         # Synthesis: latent + received-mask channels in, pixel-shuffle upsampling to full size.
         self.from_latent = nn.Conv2d(cfg.latent_dim + cfg.num_stages, cfg.dec_channels[0], 1)

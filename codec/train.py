@@ -42,8 +42,9 @@ from codec.data import (
     load_corpus,
     random_crops,
 )
-from codec.model import CodecConfig, ProgressiveCodec, rotate_onto
+from codec.model import CodecConfig, ProgressiveCodec
 from codec.pack import load_pack, split_paths
+from codec.quantizer import rotate_onto
 
 # Parameters of the analysis transform (everything before the RVQ), by module name.
 ENCODER_MODULES = ("stem.", "enc_", "to_latent.", "latent_ln.")
@@ -232,13 +233,16 @@ class Trainer:
             raise ValueError(f"ema_decay must be in (0, 1), got {cfg.ema_decay}")
         if not 0.0 <= cfg.lr_floor <= 1.0:
             raise ValueError(f"lr_floor must be in [0, 1], got {cfg.lr_floor}")
-        self.net.rvq.decay = cfg.ema_decay
+        if self.net.rvq.uses_ema:
+            self.net.rvq.decay = cfg.ema_decay
         self.frozen = freeze_parts(cfg.freeze)
         if "encoder" in self.frozen:  # the indices stay as they are: codebooks too
             self.frozen.add("codebooks")
             for name, param in self.net.named_parameters():
                 if name.startswith(ENCODER_MODULES):
                     param.requires_grad_(False)
+        if "codebooks" in self.frozen:  # a gradient-learned quantizer: its projections too
+            self.net.rvq.requires_grad_(False)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.disc = self.disc_opt = None
         if cfg.gan_weight > 0:
@@ -448,6 +452,8 @@ class Trainer:
         zq = codewords.sum(1)
         commit = F.mse_loss(z, zq.detach())
         loss = distortion + cfg.commit_weight * commit
+        if not net.rvq.uses_ema and "codebooks" not in self.frozen:
+            loss = loss + net.rvq.code_loss
         gan_g = torch.zeros(())
         use_gan = self.disc is not None and self.step >= cfg.gan_start_step
         if use_gan:
@@ -472,7 +478,7 @@ class Trainer:
         before = torch.cat([torch.zeros_like(cw[:1]), cw.cumsum(0)[:-1]])
         residuals = zf[None] - before
         idx = indices.transpose(0, 1).reshape(s, -1)
-        if "codebooks" in self.frozen:
+        if "codebooks" in self.frozen or not net.rvq.uses_ema:
             revived = torch.zeros(s, dtype=torch.long)
         else:
             revived = net.rvq.ema_update(residuals, idx, cfg.dead_after_steps)
@@ -495,6 +501,7 @@ class Trainer:
         return {
             "loss": loss.item(),
             "commit": commit.item(),
+            "code_loss": 0.0 if net.rvq.uses_ema else float(net.rvq.code_loss.detach()),
             "l1": l1,
             "dssim": dssim,
             "revived": revived.tolist(),

@@ -15,7 +15,8 @@ from PIL import Image
 import codec
 from codec import Codec, CodecConfig, CodecInputError, ProgressiveCode
 from codec.checkpoint import export_weights
-from codec.model import ResidualVQ, fill_missing
+from codec.model import fill_missing
+from codec.quantizer import ResidualVQ
 from codec.train import TrainConfig, Trainer, depth_masks, stage_weights
 
 torch.set_num_threads(1)

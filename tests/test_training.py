@@ -3,6 +3,8 @@ norm, diagnostics, the portable training pack, wall-time limits and safe checkpo
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ from PIL import Image
 
 import codec
 from codec.checkpoint import CheckpointError, export_weights
-from codec.model import rotate_onto
 from codec.pack import build_pack, load_pack
+from codec.quantizer import rotate_onto
 from codec.train import (
     TrainConfig,
     Trainer,
@@ -360,6 +362,46 @@ def test_encoder_block_norm_is_an_option_that_old_weights_do_not_see() -> None:
     assert CodecConfig.from_dict(replace(CodecConfig.tiny(), enc_block_norm=True).to_dict())
     x = torch.rand(1, 3, 32, 32)
     assert normed.decode_indices(normed.encode_indices(x)).shape == x.shape
+
+
+def test_factorized_lookup_trains_its_codes_by_gradient_and_exports(corpus, tmp_path) -> None:
+    # DAC's factorized, l2-normalised lookup (CodecConfig.code_dim): no EMA, no revival; the
+    # codes, both projections and the encoder move by gradient, and a packed export decodes
+    # what the trainer's network decodes.
+    tiny = json.loads(config(corpus, tmp_path).config)
+    cfg = config(corpus, tmp_path / "dac", steps=6, lr=3e-3, warmup_steps=1, export_every=6)
+    cfg = replace(cfg, config=json.dumps({**tiny, "code_dim": 4}), depth_sampling="one")
+    trainer = Trainer(cfg)
+    assert not trainer.net.rvq.uses_ema and trainer.net.rvq.codebooks.requires_grad
+    trainer.kmeans_init()
+    start = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    stats = [trainer.train_step() for _ in range(6)]
+    assert all(np.isfinite(st["loss"]) and st["revived"] == [0, 0, 0] for st in stats)
+    moved = {k for k, v in trainer.net.state_dict().items() if not torch.equal(v, start[k])}
+    assert {"rvq.codebooks", "rvq.in_proj", "rvq.out_proj", "stem.weight"} <= moved
+    assert float(trainer.net.rvq.code_loss.detach()) > 0
+    trainer.save()
+    export_weights(tmp_path / "dac" / "last.ckpt", tmp_path / "dac.pt", half=True, pack=True)
+    loaded = codec.load_codec(tmp_path / "dac.pt")
+    assert loaded.config.code_dim == 4
+    img = np.random.default_rng(3).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    indices = loaded.encode(img)
+    assert loaded.decode(indices).shape == img.shape
+    with torch.no_grad():  # the lookup gives back exactly the codewords the quantizer chose
+        z = loaded.net.analysis(torch.rand(1, 3, 32, 32))
+        idx, cw = loaded.net.quantize(z)
+        assert torch.allclose(loaded.net.rvq.lookup(idx), cw, atol=1e-6)
+
+
+def test_freezing_codebooks_holds_a_factorized_quantizer(corpus, tmp_path) -> None:
+    tiny = json.loads(config(corpus, tmp_path).config)
+    cfg = config(corpus, tmp_path / "f", steps=2, freeze="codebooks", depth_sampling="one")
+    trainer = Trainer(replace(cfg, config=json.dumps({**tiny, "code_dim": 4})))
+    trainer.kmeans_init()
+    before = {k: v.clone() for k, v in trainer.net.rvq.state_dict().items()}
+    trainer.train_step()
+    trainer.train_step()
+    assert all(torch.equal(v, before[k]) for k, v in trainer.net.rvq.state_dict().items())
 
 
 def test_average_of_exports(corpus, tmp_path) -> None:
