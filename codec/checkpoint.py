@@ -9,11 +9,14 @@ load with ``weights_only=True``.
 
 from __future__ import annotations
 
+import hashlib
+import lzma
 import math
 import pickle
 import platform
 import zlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +30,7 @@ __all__ = [
     "export_meta",
     "export_weights",
     "load_checkpoint",
+    "load_weights",
     "pack_tensors",
     "state_dict_cpu",
     "unpacked",
@@ -39,6 +43,13 @@ __all__ = [
 # the two, and that plane deflates where the interleaved bytes do not: 5.2 MB of tensors become
 # 4.5 MB. Lossless: the same tensors come back.
 PACKING = "byteplanes-zlib-1"
+# A delta-packed file (``export --delta-from``, for older releases) stores each tensor's bytes
+# XOR the same tensor of a base release: a fine-tune leaves most sign and exponent bits as they
+# were, so those planes become zeros and 4.5 MB become about 3.4. Still lossless; the base is
+# found by name beside the file or in the package and checked by a SHA-256 of what was XORed.
+DELTA_PACKING = "byteplanes-xor-lzma-1"
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+MAX_BASE_CHAIN = 8  # a delta's base may be a delta itself, this many deep at most
 # Training statistics a packed file leaves out; ResidualVQ.derive_statistics re-derives them.
 LEFT_OUT = ("rvq.ema_sum", "rvq.steps_unused")
 _DTYPES = {"float16", "bfloat16", "float32", "float64", "int32", "int64", "uint8", "bool"}
@@ -103,6 +114,7 @@ def export_weights(
     name: str = "progic-rvq-s",
     half: bool = False,
     pack: bool = False,
+    delta_from: Path | None = None,
 ) -> dict:
     """Strip a training checkpoint down to what ``weights_only=True`` loading needs.
 
@@ -110,7 +122,8 @@ def export_weights(
     ``name`` and ``model_id``, keeping its step, wall time and hardware record. ``half`` stores
     floating-point tensors as fp16 (half the file; they load into the fp32 model, so decoding
     still runs in fp32 on rounded weights). ``pack`` stores them losslessly compressed
-    (:func:`pack_tensors`), without the statistics training re-derives.
+    (:func:`pack_tensors`), without the statistics training re-derives; ``delta_from`` (a
+    weight file, implies ``pack``) stores them as a difference from that release's tensors.
     """
     weights = _exported_weights(Path(ckpt))
     if weights is not None:
@@ -125,42 +138,100 @@ def export_weights(
         for k, v in tensors.items()
     }
     meta = {**meta, "stored_dtype": "float16" if half else "float32"}
-    tensors = pack_tensors(state_dict) if pack else {"state_dict": state_dict}
+    if delta_from is not None:
+        base = load_weights(Path(delta_from))["state_dict"]
+        tensors = pack_tensors(state_dict, base, Path(delta_from).stem)
+    else:
+        tensors = pack_tensors(state_dict) if pack else {"state_dict": state_dict}
     torch.save({**tensors, **meta}, dest)
     return meta
 
 
-def pack_tensors(state: dict[str, torch.Tensor]) -> dict:
-    """``state`` -> the ``packed`` / ``layout`` / ``packing`` entries of a packed weight file."""
+def pack_tensors(
+    state: dict[str, torch.Tensor], base: dict[str, torch.Tensor] | None = None, base_name: str = ""
+) -> dict:
+    """``state`` -> the ``packed`` / ``layout`` / ``packing`` entries of a packed weight file;
+    with ``base`` (a release's tensors, named ``base_name``) each tensor of the same shape and
+    dtype is stored XOR its base, and the entries name the base and its checksum."""
     layout, planes = [], []
+    digest = hashlib.sha256()
     for key, value in state.items():
         if key in LEFT_OUT:
             continue
         value = value.detach().cpu().contiguous()
-        size = value.element_size()
-        planes.append(value.reshape(-1).view(torch.uint8).reshape(-1, size).T.contiguous())
-        layout.append([key, list(value.shape), str(value.dtype).removeprefix("torch.")])
+        raw = value.reshape(-1).view(torch.uint8)
+        ref = base.get(key) if base is not None else None
+        xor = ref is not None and ref.shape == value.shape and ref.dtype == value.dtype
+        if xor:
+            ref_raw = _raw_bytes(ref)
+            digest.update(key.encode())
+            digest.update(ref_raw.numpy().tobytes())
+            raw = raw ^ ref_raw
+        planes.append(raw.reshape(-1, value.element_size()).T.contiguous())
+        entry = [key, list(value.shape), str(value.dtype).removeprefix("torch.")]
+        layout.append(entry if base is None else [*entry, int(xor)])
     raw = torch.cat([p.reshape(-1) for p in planes]).numpy().tobytes() if planes else b""
-    packed = torch.frombuffer(bytearray(zlib.compress(raw, 9)), dtype=torch.uint8)
-    return {"packed": packed, "layout": layout, "packing": PACKING}
+    if base is None:
+        packed, extra = zlib.compress(raw, 9), {"packing": PACKING}
+    else:
+        packed = lzma.compress(raw, preset=9)
+        extra = {"packing": DELTA_PACKING, "base": base_name, "base_sha256": digest.hexdigest()}
+    packed_tensor = torch.frombuffer(bytearray(packed), dtype=torch.uint8)
+    return {"packed": packed_tensor, "layout": layout, **extra}
 
 
-def unpacked(blob: dict) -> dict:
+def _raw_bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+
+
+def load_weights(path: Path, _depth: int = 0) -> Any:
+    """``torch.load(path, weights_only=True)`` with packed tensors unpacked (:func:`unpacked`);
+    a delta's base is looked for beside ``path``, then among the package's weights."""
+    return unpacked(torch.load(path, map_location="cpu", weights_only=True), path, _depth)
+
+
+def _base_state(blob: dict, near: Path | None, depth: int) -> dict[str, torch.Tensor]:
+    name = blob.get("base")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise ValueError(f"a delta-packed file must name its base release, not {name!r}")
+    if depth >= MAX_BASE_CHAIN:
+        raise ValueError(f"its chain of base releases is deeper than {MAX_BASE_CHAIN} (a loop?)")
+    places = ([near.parent] if near is not None else []) + [PACKAGE_WEIGHTS]
+    found = [d / f"{name}.pt" for d in places if (d / f"{name}.pt").is_file()]
+    if not found:
+        raise ValueError(
+            f"it is stored as a difference from {name}.pt, which is neither beside it nor in the "
+            "package"
+        )
+    base = load_weights(found[0], depth + 1)
+    if not isinstance(base, dict) or not isinstance(base.get("state_dict"), dict):
+        raise ValueError(f"its base {found[0]} is not a weight file")
+    return base["state_dict"]
+
+
+def unpacked(blob: Any, near: Path | None = None, _depth: int = 0) -> Any:
     """A loaded weight file with its ``state_dict`` as tensors, whether packed or not.
 
-    Raises ``ValueError`` naming what is wrong with a damaged or unknown packing.
+    ``near`` is the file's path: a delta-packed file's base is looked for beside it first.
+    Raises ``ValueError`` naming what is wrong with a damaged or unknown packing or base.
     """
     if not isinstance(blob, dict) or "packed" not in blob:
         return blob
-    if blob.get("packing") != PACKING:
-        raise ValueError(f"unknown tensor packing {blob.get('packing')!r} (expected {PACKING})")
+    packing = blob.get("packing")
+    if packing not in (PACKING, DELTA_PACKING):
+        raise ValueError(
+            f"unknown tensor packing {packing!r} (expected {PACKING} or {DELTA_PACKING})"
+        )
     try:
-        raw = zlib.decompress(blob["packed"].numpy().tobytes())
-    except (zlib.error, AttributeError) as exc:
+        data = blob["packed"].numpy().tobytes()
+        raw = zlib.decompress(data) if packing == PACKING else lzma.decompress(data)
+    except (zlib.error, lzma.LZMAError, AttributeError) as exc:
         raise ValueError(f"packed tensors are damaged ({exc})") from None
+    base = _base_state(blob, near, _depth) if packing == DELTA_PACKING else {}
+    digest = hashlib.sha256()
     flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0)
     state, at = {}, 0
-    for key, shape, dtype in blob["layout"]:
+    for key, shape, dtype, *flags in blob["layout"]:
         if dtype not in _DTYPES:
             raise ValueError(f"tensor {key!r} has an unknown dtype {dtype!r}")
         dt = getattr(torch, dtype)
@@ -168,21 +239,34 @@ def unpacked(blob: dict) -> dict:
         n = math.prod(shape) * size
         if at + n > len(flat):
             raise ValueError("packed tensors are shorter than their layout says")
-        planes = flat[at : at + n].reshape(size, -1)
-        state[key] = planes.T.contiguous().view(dt).reshape(shape)
+        values = flat[at : at + n].reshape(size, -1).T.contiguous().reshape(-1)
+        if flags and flags[0]:
+            ref = base.get(key)
+            if ref is None or list(ref.shape) != list(shape) or ref.dtype != dt:
+                raise ValueError(f"its base {blob['base']}.pt lacks tensor {key!r} as it was")
+            ref_raw = _raw_bytes(ref)
+            digest.update(key.encode())
+            digest.update(ref_raw.numpy().tobytes())
+            values = values ^ ref_raw
+        state[key] = values.view(dt).reshape(shape)
         at += n
     if at != len(flat):
         raise ValueError("packed tensors are longer than their layout says")
+    if packing == DELTA_PACKING and digest.hexdigest() != blob.get("base_sha256"):
+        raise ValueError(
+            f"its base {blob['base']}.pt is not the file it was made from (checksum differs)"
+        )
     if "rvq.codebooks" in state and "rvq.ema_count" in state:
         ResidualVQ.derive_statistics(state)
-    meta = {k: v for k, v in blob.items() if k not in ("packed", "layout", "packing")}
+    skip = ("packed", "layout", "packing", "base", "base_sha256")
+    meta = {k: v for k, v in blob.items() if k not in skip}
     return {**meta, "state_dict": state}
 
 
 def _exported_weights(path: Path) -> dict | None:
     """The contents of ``path`` if it is an exported weight file, else None (a checkpoint)."""
     try:
-        blob = unpacked(torch.load(path, map_location="cpu", weights_only=True))
+        blob = load_weights(path)
     except Exception:  # load_checkpoint then names what is wrong with the file
         return None
     if isinstance(blob, dict) and {"state_dict", "model_id", "config"} <= set(blob):

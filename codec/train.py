@@ -31,8 +31,8 @@ from torch import nn
 from codec.checkpoint import (
     export_meta,
     load_checkpoint,
+    load_weights,
     state_dict_cpu,
-    unpacked,
 )
 from codec.data import (
     center_crops,
@@ -321,7 +321,7 @@ class Trainer:
             self.disc_opt.load_state_dict(st["disc_opt"])
 
     def init_from_weights(self, path: Path) -> None:
-        st = unpacked(torch.load(path, map_location="cpu", weights_only=True))
+        st = load_weights(Path(path))
         self.net.load_state_dict(st["state_dict"])
         self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
         self.kmeans_done = True

@@ -117,8 +117,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p.add_argument(
             "--pack", action="store_true", help="compress the tensors losslessly (releases)"
         )
+        p.add_argument(
+            "--delta-from",
+            default=None,
+            help="store the tensors as a lossless difference from this weight file (older "
+            "releases; the file must ship beside it under its name)",
+        )
         a = p.parse_args(argv[1:])
-        meta = export_weights(Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half, a.pack)
+        delta = Path(a.delta_from) if a.delta_from else None
+        meta = export_weights(
+            Path(a.ckpt), Path(a.dest), a.model_id, a.name, a.half, a.pack, delta_from=delta
+        )
         print(json.dumps(meta, indent=1))
         return
     if argv and argv[0] == "average":

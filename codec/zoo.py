@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from codec.api import DEFAULT_MAX_PIXELS, Codec
-from codec.checkpoint import unpacked, unpickling_reason
+from codec.checkpoint import PACKAGE_WEIGHTS, load_weights, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = PACKAGE_WEIGHTS
 DEFAULT_MODEL = "progic-rvq-v4"
 # model_id (carried in every packet header) -> weight file name
 MODELS: dict[int, str] = {
@@ -57,7 +57,7 @@ def load_codec(
             f"{path} is not a codec weight file: not a PyTorch archive, or cut short"
         )
     try:
-        blob = unpacked(torch.load(path, map_location="cpu", weights_only=True))
+        blob = load_weights(path)
         if not isinstance(blob, dict) or not {"config", "state_dict", "model_id"} <= set(blob):
             raise KeyError("it lacks the config, state_dict and model_id entries")
         config = CodecConfig.from_dict(blob["config"])

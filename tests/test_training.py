@@ -468,3 +468,36 @@ def test_a_damaged_packed_file_is_refused_by_name(corpus, tmp_path, damage, why)
     with pytest.raises(codec.zoo.ModelNotFoundError, match=why) as err:
         codec.load_codec(tmp_path / "bad.pt")
     assert "\n" not in str(err.value)
+
+
+def test_a_delta_packed_release_loads_bit_for_bit_and_needs_its_base(corpus, tmp_path) -> None:
+    # An older release stored as XOR of a newer one: the same tensors come back, wherever the
+    # pair is copied, and a missing, changed or looping base is refused in one line.
+    Trainer(config(corpus, tmp_path / "run", steps=2, export_every=1, export_keep=2)).run()
+    old, new = tmp_path / "run" / "step_000001.pt", tmp_path / "run" / "step_000002.pt"
+    main(["export", str(new), str(tmp_path / "new.pt"), "--half", "--pack"])
+    main(["export", str(old), str(tmp_path / "full.pt"), "--half", "--pack"])
+    args = ["--half", "--delta-from", str(tmp_path / "new.pt")]
+    main(["export", str(old), str(tmp_path / "old.pt"), "--model-id", "3", *args])
+    blob = torch.load(tmp_path / "old.pt", weights_only=True)
+    assert blob["packing"] == "byteplanes-xor-lzma-1" and blob["base"] == "new"
+    full, delta = codec.load_codec(tmp_path / "full.pt"), codec.load_codec(tmp_path / "old.pt")
+    assert delta.model_id == 3
+    sf, sd = full.net.state_dict(), delta.net.state_dict()
+    assert all(torch.equal(sf[k], sd[k]) for k in sf)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("old.pt", "new.pt"):
+        (moved / name).write_bytes((tmp_path / name).read_bytes())
+    assert codec.load_codec(moved / "old.pt").model_id == 3
+    (moved / "new.pt").unlink()
+    with pytest.raises(codec.zoo.ModelNotFoundError, match=r"difference from new\.pt") as err:
+        codec.load_codec(moved / "old.pt")
+    assert "\n" not in str(err.value)
+    (moved / "new.pt").write_bytes((tmp_path / "full.pt").read_bytes())  # another release
+    with pytest.raises(codec.zoo.ModelNotFoundError, match="checksum differs"):
+        codec.load_codec(moved / "old.pt")
+    blob["base"] = "old"  # names itself: a loop
+    torch.save(blob, moved / "old.pt")
+    with pytest.raises(codec.zoo.ModelNotFoundError, match="deeper than 8"):
+        codec.load_codec(moved / "old.pt")
