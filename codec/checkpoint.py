@@ -289,7 +289,8 @@ def average_weights(paths: list[Path], dest: Path, half: bool = False) -> dict:
     bad = [str(p) for p, b in zip(paths, blobs, strict=True) if b is None]
     if bad or not blobs:
         raise CheckpointError(f"not exported weight files: {bad or 'none given'}")
-    configs = {repr(sorted(b["config"].items())) for b in blobs}
+    # normalised: a file written before a CodecConfig field existed has its default
+    configs = {repr(CodecConfig.from_dict(b["config"])) for b in blobs}
     if len(configs) > 1:
         raise CheckpointError("the files are of different model shapes; average one run's exports")
     newest = max(blobs, key=lambda b: b.get("step", 0))

@@ -19,13 +19,14 @@ from codec.checkpoint import PACKAGE_WEIGHTS, load_weights, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = PACKAGE_WEIGHTS
-DEFAULT_MODEL = "progic-rvq-v4"
+DEFAULT_MODEL = "progic-rvq-v5"
 # model_id (carried in every packet header) -> weight file name
 MODELS: dict[int, str] = {
     1: "progic-rvq-s",
     2: "progic-rvq-v2",
     3: "progic-rvq-v3",
     4: "progic-rvq-v4",
+    5: "progic-rvq-v5",
 }
 
 

@@ -419,6 +419,11 @@ def test_average_of_exports(corpus, tmp_path) -> None:
     assert codec.load_codec(tmp_path / "avg.pt").num_stages == 3
     main(["average", str(tmp_path / "cli.pt"), *map(str, files), "--half"])
     assert codec.load_codec(tmp_path / "cli.pt").num_stages == 3
+    # A file written before a CodecConfig field existed averages with one written after.
+    older = torch.load(files[0], weights_only=True)
+    del older["config"]["code_dim"]
+    torch.save(older, tmp_path / "older.pt")
+    assert average_weights([tmp_path / "older.pt", files[1]], tmp_path / "mixed.pt")["step"] == 2
     with pytest.raises(CheckpointError, match="not exported"):
         average_weights([tmp_path / "run" / "last.ckpt"], tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="no weight file at"):
