@@ -203,7 +203,11 @@ def _base_state(blob: dict, near: Path | None, depth: int) -> dict[str, torch.Te
             f"it is stored as a difference from {name}.pt, which is neither beside it nor in the "
             "package"
         )
-    base = load_weights(found[0], depth + 1)
+    try:
+        base = load_weights(found[0], depth + 1)
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        # named here: the caller would otherwise blame the delta file for its base
+        raise ValueError(f"its base {found[0]} cannot be read ({type(exc).__name__})") from None
     if not isinstance(base, dict) or not isinstance(base.get("state_dict"), dict):
         raise ValueError(f"its base {found[0]} is not a weight file")
     return base["state_dict"]

@@ -499,6 +499,9 @@ def test_a_delta_packed_release_loads_bit_for_bit_and_needs_its_base(corpus, tmp
     with pytest.raises(codec.zoo.ModelNotFoundError, match=r"difference from new\.pt") as err:
         codec.load_codec(moved / "old.pt")
     assert "\n" not in str(err.value)
+    (moved / "new.pt").write_bytes((tmp_path / "new.pt").read_bytes()[:300])  # cut short
+    with pytest.raises(codec.zoo.ModelNotFoundError, match=r"its base .*new\.pt cannot be read"):
+        codec.load_codec(moved / "old.pt")
     (moved / "new.pt").write_bytes((tmp_path / "full.pt").read_bytes())  # another release
     with pytest.raises(codec.zoo.ModelNotFoundError, match="checksum differs"):
         codec.load_codec(moved / "old.pt")
