@@ -163,10 +163,7 @@ def pack_tensors(
         ref = base.get(key) if base is not None else None
         xor = ref is not None and ref.shape == value.shape and ref.dtype == value.dtype
         if xor:
-            ref_raw = _raw_bytes(ref)
-            digest.update(key.encode())
-            digest.update(ref_raw.numpy().tobytes())
-            raw = raw ^ ref_raw
+            raw = raw ^ _digested(digest, key, ref)
         planes.append(raw.reshape(-1, value.element_size()).T.contiguous())
         entry = [key, list(value.shape), str(value.dtype).removeprefix("torch.")]
         layout.append(entry if base is None else [*entry, int(xor)])
@@ -180,8 +177,13 @@ def pack_tensors(
     return {"packed": packed_tensor, "layout": layout, **extra}
 
 
-def _raw_bytes(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+def _digested(digest: hashlib._Hash, key: str, ref: torch.Tensor) -> torch.Tensor:
+    """A base tensor's raw bytes, folded into the checksum that ties a delta to its base (the
+    packer and the loader fold the same keys in the same order)."""
+    raw = ref.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    digest.update(key.encode())
+    digest.update(raw.numpy().tobytes())
+    return raw
 
 
 def load_weights(path: Path, _depth: int = 0) -> Any:
@@ -248,10 +250,7 @@ def unpacked(blob: Any, near: Path | None = None, _depth: int = 0) -> Any:
             ref = base.get(key)
             if ref is None or list(ref.shape) != list(shape) or ref.dtype != dt:
                 raise ValueError(f"its base {blob['base']}.pt lacks tensor {key!r} as it was")
-            ref_raw = _raw_bytes(ref)
-            digest.update(key.encode())
-            digest.update(ref_raw.numpy().tobytes())
-            values = values ^ ref_raw
+            values = values ^ _digested(digest, key, ref)
         state[key] = values.view(dt).reshape(shape)
         at += n
     if at != len(flat):
