@@ -4,7 +4,7 @@ A checkpoint (``last.ckpt``) holds the model, optimizer and random states for ``
 exported weight file holds only the tensors and what :func:`codec.zoo.load_codec` needs. Both
 load with ``weights_only=True``.
 
-    python -m codec.train export runs/main/last.ckpt codec/weights/progic-rvq-s.pt
+    python -m codec.train export runs/main/last.ckpt codec/weights/my-model.pt
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def export_meta(st: dict, model_id: int, name: str) -> dict:
 def export_weights(
     ckpt: Path,
     dest: Path,
-    model_id: int = 1,
-    name: str = "progic-rvq-s",
+    model_id: int = 0,
+    name: str = "custom",
     half: bool = False,
     pack: bool = False,
     delta_from: Path | None = None,

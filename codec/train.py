@@ -335,7 +335,8 @@ class Trainer:
         for old in sorted(self.out.glob("step_*.pt"))[: -self.cfg.export_keep or None]:
             old.unlink()
 
-    def export_meta(self, model_id: int = 1, name: str = "progic-rvq-s") -> dict:
+    def export_meta(self, model_id: int = 0, name: str = "custom") -> dict:
+        # Id 0: a run's exports are not a release, so no packet may claim a shipped model.
         return export_meta(self.state(), model_id, name)
 
     # -- steps ----------------------------------------------------------------------------------

@@ -111,8 +111,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         p = argparse.ArgumentParser(prog=f"{prog} export", description="checkpoint -> weights")
         p.add_argument("ckpt", help="a training checkpoint (last.ckpt)")
         p.add_argument("dest", help="the .pt weight file to write")
-        p.add_argument("--name", default="progic-rvq-s", help="model name recorded in the file")
-        p.add_argument("--model-id", type=int, default=1, help="id carried in packet headers")
+        p.add_argument("--name", default="custom", help="model name recorded in the file")
+        p.add_argument(
+            "--model-id",
+            type=int,
+            default=0,
+            help="id carried in packet headers: a release's own id, or 0 (not a release; "
+            "decode with the same file)",
+        )
         p.add_argument("--half", action="store_true", help="store the tensors as fp16")
         p.add_argument(
             "--pack", action="store_true", help="compress the tensors losslessly (releases)"

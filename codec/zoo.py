@@ -28,14 +28,35 @@ MODELS: dict[int, str] = {
     4: "progic-rvq-v4",
     5: "progic-rvq-v5",
 }
+# Releases whose weights left the package to keep it under 20 MB. Each file stays in the git
+# history at the given commit; ``load_codec`` takes its path, and a packet naming its id is
+# refused with that recipe rather than an "unknown model".
+RETIRED: dict[int, tuple[str, str]] = {}
 
 
 class ModelNotFoundError(LookupError):
     """No weights for the requested model name, id or path."""
 
 
+def _retired(model_id: int, name: str, commit: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model {model_id} ({name}) is retired from the package; its weights are in git: "
+        f"git show {commit}:codec/weights/{name}.pt > {name}.pt, then pass that path"
+    )
+
+
 def weights_path(name_or_id: str | int) -> Path:
+    retired = {name: (model_id, name, commit) for model_id, (name, commit) in RETIRED.items()}
+    if isinstance(name_or_id, int) and name_or_id in RETIRED:
+        raise _retired(name_or_id, *RETIRED[name_or_id])
+    if isinstance(name_or_id, str) and name_or_id in retired:
+        raise _retired(*retired[name_or_id])
     if isinstance(name_or_id, int):
+        if name_or_id == 0:
+            raise ModelNotFoundError(
+                "model id 0 marks weights that are not a release (a training export, a test "
+                "model): decode with the weight file that made the packets"
+            )
         if name_or_id not in MODELS:
             raise ModelNotFoundError(f"unknown model id {name_or_id}; known ids: {sorted(MODELS)}")
         name_or_id = MODELS[name_or_id]

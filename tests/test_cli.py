@@ -196,14 +196,16 @@ def test_model_choice_by_id_name_or_file_and_one_line_for_unknown(image_path, tm
     from codec.zoo import DEFAULT_MODEL, MODELS, weights_path
     from satlink.packets import parse_packet
 
-    for ref in ("1", MODELS[1], str(weights_path(1))):
+    oldest = min(MODELS)
+    for ref in (str(oldest), MODELS[oldest], str(weights_path(oldest))):
         out = tmp_path / ref.replace("/", "_")
         assert main(["encode", str(image_path), "--out", str(out), "--model", ref]) == 0
-        assert parse_packet((out / "packet_00000.bin").read_bytes()).model_id == 1
+        assert parse_packet((out / "packet_00000.bin").read_bytes()).model_id == oldest
     capsys.readouterr()
-    assert main(["encode", str(image_path), "--out", str(tmp_path / "x"), "--model", "77"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown model id 77" in err and err.count("\n") == 1
+    for ref, why in (("77", "unknown model id 77"), ("0", "model id 0 marks weights that are not")):
+        assert main(["encode", str(image_path), "--out", str(tmp_path / "x"), "--model", ref]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1
     assert main(["codec", "models"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in MODELS.values())

@@ -49,12 +49,39 @@ def test_torch_files_that_are_not_codec_weights_are_refused(tmp_path, blob) -> N
 
 
 def test_truncated_weights_are_refused(tmp_path) -> None:
-    from codec.zoo import weights_path
+    from codec.zoo import DEFAULT_MODEL, weights_path
 
-    data = weights_path("progic-rvq-s").read_bytes()
+    data = weights_path(DEFAULT_MODEL).read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelNotFoundError, match=r"cut\.pt"):
         load_codec(tmp_path / "cut.pt")
+
+
+def test_a_retired_release_is_refused_with_the_way_to_its_file(monkeypatch, tmp_path) -> None:
+    import shutil
+
+    from codec import zoo
+
+    # A stand-in: whichever release is retired, the message and the path route must hold.
+    monkeypatch.setitem(zoo.RETIRED, 99, ("progic-rvq-old", "0123abc"))
+    for ref in (99, "progic-rvq-old"):
+        with pytest.raises(ModelNotFoundError) as info:
+            load_codec(ref)
+        msg = str(info.value)
+        assert "model 99 (progic-rvq-old) is retired" in msg and "\n" not in msg
+        assert "git show 0123abc:codec/weights/progic-rvq-old.pt" in msg
+    # The file itself, fetched from git history, still loads by path.
+    shutil.copy(zoo.weights_path(zoo.DEFAULT_MODEL), tmp_path / "progic-rvq-old.pt")
+    assert load_codec(tmp_path / "progic-rvq-old.pt").num_stages == 5
+
+
+def test_retired_releases_are_neither_shipped_nor_reused() -> None:
+    from codec import zoo
+
+    assert not set(zoo.RETIRED) & set(zoo.MODELS)
+    for model_id, (name, commit) in zoo.RETIRED.items():
+        assert not (zoo.WEIGHTS_DIR / f"{name}.pt").exists(), name
+        assert name not in zoo.MODELS.values() and len(commit) >= 7, model_id
 
 
 def test_unknown_names_and_ids(tmp_path) -> None:
