@@ -34,6 +34,7 @@ import torch
 
 from codec import Codec, CodecConfig, ProgressiveCodec, load_codec
 from codec.eval import CODEC_NAMES, EvalError, run_eval
+from codec.zoo import DEFAULT_MODEL
 
 DEFAULT_DATA = Path("/work/shared/data/kodak")
 # (stages, AVIF PSNR, AVIF MS-SSIM) at raw index bytes, from the issue (mean over Kodak).
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=Path("runs/codec_eval/rvq.json"))
     ap.add_argument("--codecs", default=",".join(CODEC_NAMES))
-    ap.add_argument("--model", default="progic-rvq-s", help="model name, id or .pt path")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="model name, id or .pt path")
     ap.add_argument(
         "--random-weights",
         action="store_true",

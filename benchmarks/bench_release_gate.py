@@ -36,7 +36,7 @@ def main() -> int:
         name = MODELS[model_id]
         got = validate_weights(WEIGHTS_DIR / f"{name}.pt", args.data)
         ms, ps = got["val_msssim"], got["val_psnr"]
-        verdict = "first release"
+        verdict = "oldest shipped"
         if previous is not None:
             below = [k + 1 for k, (a, b) in enumerate(zip(ms, previous, strict=True)) if a < b]
             verdict = "met" if not below else f"**missed** at stages {below}"

@@ -204,9 +204,14 @@ def _split_codec_train(argv: list[str]) -> list[str] | None:
 
 
 def _cmd_codec_models(args: argparse.Namespace) -> int:
-    from codec.zoo import DEFAULT_MODEL, MODELS, load_codec, weights_path
+    from codec.zoo import DEFAULT_MODEL, MODELS, RETIRED, load_codec, weights_path
 
-    for model_id, name in sorted(MODELS.items()):
+    for model_id in sorted(MODELS | RETIRED):
+        if model_id in RETIRED:
+            name, commit = RETIRED[model_id]
+            print(f"{model_id:>3}  {name:<16} retired: in git at {commit}")
+            continue
+        name = MODELS[model_id]
         model, path = load_codec(model_id), weights_path(model_id)
         mark = "  (default)" if name == DEFAULT_MODEL else ""
         print(

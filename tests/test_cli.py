@@ -209,4 +209,8 @@ def test_model_choice_by_id_name_or_file_and_one_line_for_unknown(image_path, tm
     assert main(["codec", "models"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in MODELS.values())
+    from codec.zoo import RETIRED
+
+    for model_id, (name, commit) in RETIRED.items():
+        assert f"{model_id:>3}  {name:<16} retired: in git at {commit}" in listing
     assert f"{DEFAULT_MODEL}" in next(line for line in listing.splitlines() if "(default)" in line)

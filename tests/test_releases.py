@@ -6,14 +6,17 @@ from __future__ import annotations
 import itertools
 import json
 
-from codec.zoo import DEFAULT_MODEL, MODELS, WEIGHTS_DIR, load_codec
+from codec.zoo import DEFAULT_MODEL, MODELS, RETIRED, WEIGHTS_DIR, load_codec
 
 RELEASES = json.loads((WEIGHTS_DIR / "releases.json").read_text())["releases"]
+SHIPPED = [r for r in RELEASES if "retired" not in r]
 
 
 def test_every_shipped_model_has_a_record_and_the_default_is_the_newest() -> None:
-    assert sorted(r["model_id"] for r in RELEASES) == sorted(MODELS)
-    for r in RELEASES:
+    assert sorted(r["model_id"] for r in SHIPPED) == sorted(MODELS)
+    retired = {r["model_id"]: r["name"] for r in RELEASES if "retired" in r}
+    assert retired == {model_id: name for model_id, (name, _) in RETIRED.items()}
+    for r in SHIPPED:
         assert MODELS[r["model_id"]] == r["name"]
         codec = load_codec(r["model_id"])
         assert (codec.model_id, codec.name) == (r["model_id"], r["name"])
