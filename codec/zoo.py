@@ -38,19 +38,14 @@ class ModelNotFoundError(LookupError):
     """No weights for the requested model name, id or path."""
 
 
-def _retired(model_id: int, name: str, commit: str) -> ModelNotFoundError:
-    return ModelNotFoundError(
-        f"model {model_id} ({name}) is retired from the package; its weights are in git: "
-        f"git show {commit}:codec/weights/{name}.pt > {name}.pt, then pass that path"
-    )
-
-
 def weights_path(name_or_id: str | int) -> Path:
-    retired = {name: (model_id, name, commit) for model_id, (name, commit) in RETIRED.items()}
-    if isinstance(name_or_id, int) and name_or_id in RETIRED:
-        raise _retired(name_or_id, *RETIRED[name_or_id])
-    if isinstance(name_or_id, str) and name_or_id in retired:
-        raise _retired(*retired[name_or_id])
+    retired_id = next((i for i, (n, _) in RETIRED.items() if name_or_id in (i, n)), None)
+    if retired_id is not None:
+        name, commit = RETIRED[retired_id]
+        raise ModelNotFoundError(
+            f"model {retired_id} ({name}) is retired from the package; its weights are in git: "
+            f"git show {commit}:codec/weights/{name}.pt > {name}.pt, then pass that path"
+        )
     if isinstance(name_or_id, int):
         if name_or_id == 0:
             raise ModelNotFoundError(

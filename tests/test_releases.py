@@ -14,8 +14,10 @@ SHIPPED = [r for r in RELEASES if "retired" not in r]
 
 def test_every_shipped_model_has_a_record_and_the_default_is_the_newest() -> None:
     assert sorted(r["model_id"] for r in SHIPPED) == sorted(MODELS)
-    retired = {r["model_id"]: r["name"] for r in RELEASES if "retired" in r}
-    assert retired == {model_id: name for model_id, (name, _) in RETIRED.items()}
+    retired = {
+        r["model_id"]: (r["name"], r["retired"]["commit"]) for r in RELEASES if "retired" in r
+    }
+    assert retired == RETIRED
     for r in SHIPPED:
         assert MODELS[r["model_id"]] == r["name"]
         codec = load_codec(r["model_id"])
