@@ -118,6 +118,10 @@ class TrainConfig:
     # Stop this invocation after so many seconds of steps (0: no limit), saving a checkpoint:
     # a GPU lease or a session ends at a fixed time, not at a step count.
     max_wall_s: float = 0.0
+    # What the cosine decay runs on: "steps" (to --steps) or "wall" (to --max-wall-s). A lent
+    # GPU gives a fixed time at a speed not known beforehand; a step-count schedule cut short by
+    # the clock would end at a high rate, so there the decay follows the clock.
+    lr_clock: str = "steps"
     # Every N steps also write exported weights (step_N.pt, the newest export_keep kept): a
     # weights-only file is a third of a checkpoint and fits what a lent machine sends back.
     export_every: int = 0
@@ -210,6 +214,10 @@ class Trainer:
         self.cfg = cfg
         if cfg.depth_sampling not in ("all", "one"):
             raise ValueError(f"depth_sampling must be 'all' or 'one', got {cfg.depth_sampling!r}")
+        if cfg.lr_clock not in ("steps", "wall"):
+            raise ValueError(f"lr_clock must be 'steps' or 'wall', got {cfg.lr_clock!r}")
+        if cfg.lr_clock == "wall" and cfg.max_wall_s <= 0:
+            raise ValueError("lr_clock 'wall' needs max_wall_s > 0")
         if cfg.encoder_grad not in ("all", "full"):
             raise ValueError(f"encoder_grad must be 'all' or 'full', got {cfg.encoder_grad!r}")
         if cfg.quantizer_grad not in ("ste", "rotation"):
@@ -250,6 +258,7 @@ class Trainer:
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         self.step = 0
         self.wall_s = 0.0
+        self.run_started = time.perf_counter()
         # Steps and seconds already in weights given to --init-weights; the schedule restarts at
         # step 0, but exported weights report the whole history.
         self.prior_steps, self.prior_wall_s = 0, 0.0
@@ -359,7 +368,10 @@ class Trainer:
         cfg = self.cfg
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
-        t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        if cfg.lr_clock == "wall":
+            t = min(1.0, (time.perf_counter() - self.run_started) / cfg.max_wall_s)
+        else:
+            t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
         return cfg.lr * (cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * t)))
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -551,7 +563,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, dynamic_ncols=True, file=sys.stderr)
         self.net.train()
-        started = time.perf_counter()
+        started = self.run_started = time.perf_counter()
         while self.step < cfg.steps:
             if cfg.max_wall_s and time.perf_counter() - started >= cfg.max_wall_s:
                 self.save()

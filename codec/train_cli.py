@@ -57,6 +57,7 @@ OPTION_HELP = {
     "max_images": "use only the first N images (0: all)",
     "progress": "progress bar on stderr (true/false)",
     "max_wall_s": "stop this invocation after so many seconds, with a checkpoint (0: no limit)",
+    "lr_clock": "what the cosine decay runs on: 'steps' (to --steps) or 'wall' (to --max-wall-s)",
     "export_every": "also write exported weights OUT/step_N.pt every N steps (0: never)",
     "export_keep": "how many step_N.pt exports to keep",
 }

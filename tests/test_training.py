@@ -4,6 +4,7 @@ norm, diagnostics, the portable training pack, wall-time limits and safe checkpo
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -291,6 +292,20 @@ def test_lr_floor_sets_where_the_cosine_ends(corpus, tmp_path) -> None:
     assert trainer.lr_at(100) == pytest.approx(0.4 * trainer.cfg.lr)
     held = Trainer(config(corpus, tmp_path / "r2", steps=100, warmup_steps=0, lr_floor=1.0))
     assert held.lr_at(0) == held.lr_at(50) == pytest.approx(held.cfg.lr)
+
+
+def test_lr_clock_wall_decays_with_the_clock_not_the_step(corpus, tmp_path) -> None:
+    cfg = config(corpus, tmp_path / "run", steps=10**6, warmup_steps=0, lr_floor=0.2)
+    cfg.lr_clock, cfg.max_wall_s = "wall", 100.0
+    trainer = Trainer(cfg)
+    trainer.run_started = time.perf_counter()
+    assert trainer.lr_at(10**5) == pytest.approx(cfg.lr, rel=1e-3)  # many steps, no time
+    trainer.run_started -= 100.0
+    assert trainer.lr_at(1) == pytest.approx(0.2 * cfg.lr)  # one step, all the time
+    with pytest.raises(ValueError, match="lr_clock 'wall' needs max_wall_s"):
+        Trainer(config(corpus, tmp_path / "r2", steps=1, lr_clock="wall"))
+    with pytest.raises(ValueError, match="lr_clock must be"):
+        Trainer(config(corpus, tmp_path / "r3", steps=1, lr_clock="epochs"))
 
 
 def test_freeze_names_an_unknown_part(capsys) -> None:

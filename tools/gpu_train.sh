@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# One-shot codec training on a lent GPU (issue 12, item 4): about 8 minutes of steps, then the
-# weights come back for evaluation on the CPU. Nothing here runs unless a session has a device.
+# One-shot codec training on a lent GPU (issue 12, item 4): WALL_S seconds of steps (default
+# 420), then the weights come back for evaluation on the CPU. Nothing here runs unless a session
+# has a device.
 #
 # Prepare here, once per session (both paths are git-ignored and travel with `carry`):
-#   python -m codec.pack ../shared/data/train runs/pack.npz          # ~35 MiB, never Kodak
+#   python -m codec.pack ../shared/data/train runs/pack.npz          # ~33 MiB, never Kodak
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp -d .whl pytorch-msssim==1.0.0              # not in the device image
 # Then, through the device tool:
 #   run(command="bash tools/gpu_train.sh", carry=["runs/pack.npz", ".whl"], timeout_s=600)
-# Extra arguments go to codec.train (e.g. --init-weights codec/weights/<file>.pt).
-# Back here: the newest three exports ($OUT/run/step_*.pt, 1,000 steps apart) and the logs;
-# evaluate with `satlink codec eval --model <file>.pt` (docs/BENCHMARKS.md, the model card).
+#
+# Arguments: pairs NAME "EXTRA ARGS", each a run; the runs share the GPU side by side (the model
+# is small, one run leaves most of an H200 idle). Without arguments: one run "scratch", a new
+# model. A fine-tune from a release, and a second at twice the rate:
+#   bash tools/gpu_train.sh a "--init-weights codec/weights/progic-rvq-v6.pt --lr 1e-4" \
+#                           b "--init-weights codec/weights/progic-rvq-v6.pt --lr 2e-4"
+# The learning rate decays with the clock (--lr-clock wall): the speed there is not known here.
+# Back come, per run, OUT/NAME/avg.pt (the mean of the last four exports, 500 steps apart, fp16),
+# the newest export and log.jsonl, and one console.log: 7 files for two runs, under the 8 a call
+# returns. Evaluate with `satlink codec train validate` and `satlink codec eval --model`.
+# DEVICE=cpu WALL_S=20 (and OUT set) rehearses the whole script here.
 set -euo pipefail
 OUT=${OUT:?run this through the device tool, which sets OUT}
+DEVICE=${DEVICE:-cuda}
+WALL_S=${WALL_S:-420}
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     export PYTHONPATH="$PWD:/tmp/site"
@@ -20,11 +31,41 @@ else
     export PYTHONPATH="$PWD"
 fi
 export PYTHONUNBUFFERED=1
-(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
-python3 -m codec.train --data runs/pack.npz --out "$OUT/run" --device cuda --bf16 true \
-    --batch-size 32 --crop-px 256 --steps 20000 --warmup-steps 500 --max-wall-s 480 \
-    --ckpt-every 1000000 --export-every 1000 --export-keep 3 --val-every 1000 --progress false \
-    --channels-last true --depth-sampling one --encoder-grad full \
-    --config '{"latent_norm": true}' "$@" 2>&1 | tee "$OUT/train.log"
-# The final checkpoint (weights and optimizer, ~35 MiB) is over what comes back; drop it.
-rm -f "$OUT/run/last.ckpt"
+console="$OUT/console.log"
+(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi") >"$console"
+if [ $# -eq 0 ]; then
+    set -- scratch "--config {\"latent_norm\":true} --encoder-grad full"
+fi
+names=()
+pids=()
+while [ $# -ge 2 ]; do
+    name=$1 extra=$2
+    shift 2
+    mkdir -p "$OUT/$name"
+    # shellcheck disable=SC2086  # EXTRA is a list of arguments on purpose
+    python3 -m codec.train --data runs/pack.npz --out "$OUT/$name" --device "$DEVICE" \
+        --bf16 true --batch-size 32 --crop-px 256 --steps 10000000 --warmup-steps 200 \
+        --max-wall-s "$WALL_S" --lr-clock wall --ckpt-every 10000000 --export-every 500 \
+        --export-keep 4 --val-every 1000 --progress false --channels-last true \
+        --depth-sampling one --threads 4 $extra >"$OUT/$name.txt" 2>&1 &
+    names+=("$name")
+    pids+=($!)
+done
+status=0
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || status=$?
+done
+for name in "${names[@]}"; do
+    run="$OUT/$name"
+    { echo "== $name"; cat "$OUT/$name.txt"; } >>"$console"
+    rm -f "$OUT/$name.txt" "$run/last.ckpt"
+    mapfile -t exports < <(ls "$run"/step_*.pt 2>/dev/null)
+    if [ ${#exports[@]} -gt 0 ]; then
+        python3 -m codec.train average "$run/avg.pt" "${exports[@]}" --half >>"$console" 2>&1 ||
+            status=$?
+        # The newest export stays beside the average; the older ones are in it.
+        for f in "${exports[@]:0:${#exports[@]}-1}"; do rm -f "$f"; done
+    fi
+done
+cat "$console"
+exit "$status"
