@@ -138,7 +138,8 @@ def stage_weights(num_stages: int, p: float) -> torch.Tensor:
 def depth_masks(received: torch.Tensor) -> torch.Tensor:
     """``[B, S, h, w]`` -> ``[S*B, S, h, w]``: depth k keeps stages < k (depth-major order)."""
     s = received.shape[1]
-    keep = torch.tril(torch.ones(s, s, dtype=torch.bool))  # row k-1 keeps stages 0..k-1
+    # Row k-1 keeps stages 0..k-1; built where ``received`` lives (a GPU run validates there).
+    keep = torch.tril(torch.ones(s, s, dtype=torch.bool, device=received.device))
     return (received[None] & keep[:, None, :, None, None]).flatten(0, 1)
 
 
