@@ -19,11 +19,13 @@
 # Back come, per run, OUT/NAME/avg.pt (the mean of the last four exports, 500 steps apart, fp16),
 # the newest export and log.jsonl, and one console.log: 7 files for two runs, under the 8 a call
 # returns. Evaluate with `satlink codec train validate` and `satlink codec eval --model`.
-# DEVICE=cpu WALL_S=20 (and OUT set) rehearses the whole script here.
+# DEVICE=cpu WALL_S=20 (and OUT set) rehearses the whole script here; PACK names another pack
+# (tests/test_gpu_script.py does that with a tiny model).
 set -euo pipefail
 OUT=${OUT:?run this through the device tool, which sets OUT}
 DEVICE=${DEVICE:-cuda}
 WALL_S=${WALL_S:-420}
+PACK=${PACK:-runs/pack.npz}
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     export PYTHONPATH="$PWD:/tmp/site"
@@ -43,7 +45,7 @@ while [ $# -ge 2 ]; do
     shift 2
     mkdir -p "$OUT/$name"
     # shellcheck disable=SC2086  # EXTRA is a list of arguments on purpose
-    python3 -m codec.train --data runs/pack.npz --out "$OUT/$name" --device "$DEVICE" \
+    python3 -m codec.train --data "$PACK" --out "$OUT/$name" --device "$DEVICE" \
         --bf16 true --batch-size 32 --crop-px 256 --steps 10000000 --warmup-steps 200 \
         --max-wall-s "$WALL_S" --lr-clock wall --ckpt-every 10000000 --export-every 500 \
         --export-keep 4 --val-every 1000 --progress false --channels-last true \
