@@ -2,7 +2,7 @@
 
     python -m codec.train --data ../shared/data/train --out runs/main --steps 20000
     python -m codec.train export runs/main/last.ckpt codec/weights/default.pt
-    satlink codec train validate codec/weights/progic-rvq-v2.pt --data ../shared/data/train
+    satlink codec train validate codec/weights/progic-rvq-v7.pt --data ../shared/data/train
 
 Every ``TrainConfig`` field is an option (``--batch-size`` for ``batch_size``) with its help
 from :data:`OPTION_HELP`.
