@@ -192,6 +192,12 @@ def load_weights(path: Path, _depth: int = 0) -> Any:
     return unpacked(torch.load(path, map_location="cpu", weights_only=True), path, _depth)
 
 
+# Unpacked bases by (path, mtime, size), read only (they are XOR keys): loading every release of
+# a chain (`satlink codec models`, the release gate) would otherwise unpack the newer ones again
+# for each older file, quadratic in the chain's length.
+_BASES: dict[tuple[str, int, int], dict[str, torch.Tensor]] = {}
+
+
 def _base_state(blob: dict, near: Path | None, depth: int) -> dict[str, torch.Tensor]:
     name = blob.get("base")
     if not isinstance(name, str) or not name or Path(name).name != name:
@@ -205,6 +211,10 @@ def _base_state(blob: dict, near: Path | None, depth: int) -> dict[str, torch.Te
             f"it is stored as a difference from {name}.pt, which is neither beside it nor in the "
             "package"
         )
+    stat = found[0].stat()
+    key = (str(found[0].resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _BASES:
+        return _BASES[key]
     try:
         base = load_weights(found[0], depth + 1)
     except (EOFError, RuntimeError, pickle.UnpicklingError) as exc:
@@ -212,6 +222,9 @@ def _base_state(blob: dict, near: Path | None, depth: int) -> dict[str, torch.Te
         raise ValueError(f"its base {found[0]} cannot be read ({type(exc).__name__})") from None
     if not isinstance(base, dict) or not isinstance(base.get("state_dict"), dict):
         raise ValueError(f"its base {found[0]} is not a weight file")
+    if len(_BASES) >= MAX_BASE_CHAIN:
+        _BASES.pop(next(iter(_BASES)))
+    _BASES[key] = base["state_dict"]
     return base["state_dict"]
 
 

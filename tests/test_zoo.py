@@ -126,3 +126,25 @@ def test_a_decompression_bomb_header_is_refused() -> None:
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
     with pytest.raises(CodecInputError, match="refusing image"):
         load_image(png)
+
+
+def test_a_chain_of_differences_unpacks_each_base_once(monkeypatch) -> None:
+    import codec.checkpoint as checkpoint
+    from codec.zoo import MODELS, weights_path
+
+    oldest = min(MODELS)
+    monkeypatch.setattr(checkpoint, "_BASES", {})
+    reads: list[str] = []
+    real_load = torch.load
+
+    def counting_load(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    first = checkpoint.load_weights(weights_path(oldest))["state_dict"]
+    assert len(reads) > 1  # the oldest file, then the newer ones its chain rests on
+    reads.clear()
+    again = checkpoint.load_weights(weights_path(oldest))["state_dict"]
+    assert reads == [weights_path(oldest).name]  # its bases come from the cache
+    assert all(torch.equal(first[k], again[k]) for k in first)
