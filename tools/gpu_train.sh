@@ -11,10 +11,10 @@
 #   run(command="bash tools/gpu_train.sh", carry=["runs/pack.npz", ".whl"], timeout_s=600)
 #
 # Arguments: pairs NAME "EXTRA ARGS", each a run; the runs share the GPU side by side (the model
-# is small, one run leaves most of an H200 idle). Without arguments: one run "scratch", a new
-# model. A fine-tune from a release, and a second at twice the rate:
-#   bash tools/gpu_train.sh a "--init-weights codec/weights/progic-rvq-v6.pt --lr 1e-4" \
-#                           b "--init-weights codec/weights/progic-rvq-v6.pt --lr 2e-4"
+# is small, one run leaves most of an H200 idle). Without arguments: v7's recipe (model card)
+# from INIT (default: the default release) at two rates, "a" at v7's 2.5e-4 and "b" at 5e-4.
+# A new model from scratch instead:
+#   bash tools/gpu_train.sh scratch '--config {"latent_norm":true} --encoder-grad full'
 # The learning rate decays with the clock (--lr-clock wall): the speed there is not known here.
 # Back come, per run, OUT/NAME/avg.pt (the mean of the last four exports, 500 steps apart, fp16),
 # the newest export and log.jsonl, and one console.log: 7 files for two runs, under the 8 a call
@@ -27,7 +27,7 @@ DEVICE=${DEVICE:-cuda}
 WALL_S=${WALL_S:-420}
 PACK=${PACK:-runs/pack.npz}
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="$PWD:/tmp/site"
 else
     export PYTHONPATH="$PWD"
@@ -36,7 +36,10 @@ export PYTHONUNBUFFERED=1
 console="$OUT/console.log"
 (nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi") >"$console"
 if [ $# -eq 0 ]; then
-    set -- scratch "--config {\"latent_norm\":true} --encoder-grad full"
+    INIT=${INIT:-codec/weights/$(python3 -c 'from codec.zoo import DEFAULT_MODEL; print(DEFAULT_MODEL)').pt}
+    recipe="--init-weights $INIT --freeze codebooks --msssim-weight 0.97 --commit-weight 0.1"
+    recipe="$recipe --stage-weight-p 0.35 --lr-floor 0.1"
+    set -- a "$recipe --lr 2.5e-4 --seed 101" b "$recipe --lr 5e-4 --seed 102"
 fi
 names=()
 pids=()
