@@ -68,21 +68,29 @@ def fit_corpus(images: list[np.ndarray], max_side_px: int, min_side_px: int) -> 
     return out
 
 
+def _crop_plan(
+    shapes: list[tuple[int, ...]], n: int, crop: int, rng: np.random.Generator
+) -> list[tuple[int, int, int, bool, bool]]:
+    """(image, y, x, flip left-right, flip up-down) for ``n`` crops, drawn in one order whatever
+    holds the images, so a seed gives the same crops on a CPU and on an accelerator."""
+    plan = []
+    for _ in range(n):
+        i = int(rng.integers(len(shapes)))
+        y = int(rng.integers(shapes[i][0] - crop + 1))
+        x = int(rng.integers(shapes[i][1] - crop + 1))
+        plan.append((i, y, x, bool(rng.random() < 0.5), bool(rng.random() < 0.5)))
+    return plan
+
+
 def device_crops(
     images: list[torch.Tensor], n: int, crop: int, rng: np.random.Generator
 ) -> torch.Tensor:
     """:func:`random_crops` on ``[H, W, 3]`` uint8 tensors held on an accelerator."""
     out = []
-    for _ in range(n):
-        img = images[rng.integers(len(images))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch.flip(1)
-        if rng.random() < 0.5:
-            patch = patch.flip(0)
-        out.append(patch)
+    for i, y, x, left_right, up_down in _crop_plan([im.shape for im in images], n, crop, rng):
+        patch = images[i][y : y + crop, x : x + crop]
+        dims = [d for d, flip in ((1, left_right), (0, up_down)) if flip]
+        out.append(patch.flip(dims) if dims else patch)
     return torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -90,16 +98,11 @@ def random_crops(
     images: list[np.ndarray], n: int, crop: int, rng: np.random.Generator
 ) -> torch.Tensor:
     out = np.empty((n, crop, crop, 3), np.uint8)
-    for i in range(n):
-        img = images[rng.integers(len(images))]
-        y = rng.integers(img.shape[0] - crop + 1)
-        x = rng.integers(img.shape[1] - crop + 1)
-        patch = img[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        if rng.random() < 0.5:
-            patch = patch[::-1]
-        out[i] = patch
+    for k, (i, y, x, left_right, up_down) in enumerate(
+        _crop_plan([im.shape for im in images], n, crop, rng)
+    ):
+        patch = images[i][y : y + crop, x : x + crop]
+        out[k] = patch[:: -1 if up_down else 1, :: -1 if left_right else 1]
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255)
 
 

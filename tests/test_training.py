@@ -524,3 +524,15 @@ def test_a_delta_packed_release_loads_bit_for_bit_and_needs_its_base(corpus, tmp
     torch.save(blob, moved / "old.pt")
     with pytest.raises(codec.zoo.ModelNotFoundError, match="deeper than 8"):
         codec.load_codec(moved / "old.pt")
+
+
+def test_crops_are_the_same_on_any_device_for_a_seed() -> None:
+    from codec.data import device_crops, random_crops
+
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (70 + 7 * i, 90 - 5 * i, 3), dtype=np.uint8) for i in range(4)]
+    on_cpu = random_crops(images, 16, 32, np.random.default_rng(9))
+    held = device_crops([torch.from_numpy(im) for im in images], 16, 32, np.random.default_rng(9))
+    assert torch.equal(on_cpu, held)
+    assert on_cpu.shape == (16, 3, 32, 32)
+    assert not torch.equal(on_cpu, random_crops(images, 16, 32, np.random.default_rng(10)))
