@@ -114,6 +114,10 @@ class TrainConfig:
     # (straight-through), "rotation" turns them with the angle to the code (rotation trick).
     quantizer_grad: str = "ste"
     max_images: int = 0
+    # With --init-weights of another shape (--config): take the tensors whose name and shape
+    # match, start the rest fresh. A lighter decoder keeps the shipped encoder and codebooks
+    # (so its indices stay those of the release) and trains only what changed.
+    init_partial: bool = False
     progress: bool = True
     # Stop this invocation after so many seconds of steps (0: no limit), saving a checkpoint:
     # a GPU lease or a session ends at a fixed time, not at a step count.
@@ -332,9 +336,22 @@ class Trainer:
 
     def init_from_weights(self, path: Path) -> None:
         st = load_weights(Path(path))
-        self.net.load_state_dict(st["state_dict"])
-        self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
-        self.kmeans_done = True
+        if not self.cfg.init_partial:
+            self.net.load_state_dict(st["state_dict"])
+            self.prior_steps, self.prior_wall_s = st.get("step", 0), st.get("train_wall_s", 0.0)
+            self.kmeans_done = True
+            return
+        own = self.net.state_dict()
+        fits = {k: v for k, v in st["state_dict"].items() if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(fits, strict=False)
+        # A new model: its history starts here, whatever the weights it borrowed had behind them.
+        self.prior_steps, self.prior_wall_s = 0, 0.0
+        self.kmeans_done = all(k in fits for k in own if k.startswith("rvq."))
+        print(
+            f"--init-partial: {len(fits)} of {len(own)} tensors from {Path(path).name}, "
+            f"{len(own) - len(fits)} start fresh",
+            file=sys.stderr,
+        )
 
     def export_snapshot(self) -> None:
         """Write ``step_N.pt`` (exported weights) and keep only the newest ``export_keep``."""

@@ -55,6 +55,8 @@ OPTION_HELP = {
     "encoder_grad": "'all' depths train the encoder, or only the 'full' depth",
     "quantizer_grad": "'ste' (straight-through) or 'rotation' (rotation trick) to the encoder",
     "max_images": "use only the first N images (0: all)",
+    "init_partial": "with --init-weights of another shape: take the tensors that fit, the rest "
+    "start fresh (true/false)",
     "progress": "progress bar on stderr (true/false)",
     "max_wall_s": "stop this invocation after so many seconds, with a checkpoint (0: no limit)",
     "lr_clock": "what the cosine decay runs on: 'steps' (to --steps) or 'wall' (to --max-wall-s)",

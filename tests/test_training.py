@@ -536,3 +536,25 @@ def test_crops_are_the_same_on_any_device_for_a_seed() -> None:
     assert torch.equal(on_cpu, held)
     assert on_cpu.shape == (16, 3, 32, 32)
     assert not torch.equal(on_cpu, random_crops(images, 16, 32, np.random.default_rng(10)))
+
+
+def test_init_partial_takes_what_fits_and_keeps_the_indices(corpus, tmp_path, capsys) -> None:
+    donor = Trainer(config(corpus, tmp_path / "donor", steps=2, export_every=2, export_keep=1))
+    donor.run()
+    weights = next((tmp_path / "donor").glob("step_*.pt"))
+    slim = json.loads(donor.cfg.config)
+    slim.update(dec_channels=[16, 12, 6, 4], dec_depths=[1, 1, 1, 1])
+    with pytest.raises(RuntimeError, match="size mismatch"):  # without the flag: refused
+        Trainer(config(corpus, tmp_path / "a", config=json.dumps(slim))).init_from_weights(weights)
+    trainer = Trainer(
+        config(corpus, tmp_path / "b", config=json.dumps(slim), init_partial=True, freeze="encoder")
+    )
+    trainer.init_from_weights(weights)
+    assert "start fresh" in capsys.readouterr().err
+    assert trainer.kmeans_done and trainer.prior_steps == 0
+    own, given = trainer.net.state_dict(), donor.net.state_dict()
+    same = [k for k in own if k in given and own[k].shape == given[k].shape]
+    assert all(torch.equal(own[k], given[k]) for k in same)
+    assert len(same) < len(own)  # the narrowed levels start fresh
+    x = donor.batch()
+    assert torch.equal(trainer.net.encode_indices(x), donor.net.encode_indices(x))
