@@ -52,6 +52,7 @@ def test_two_runs_side_by_side_come_back_as_seven_files(pack: Path, tmp_path: Pa
         "DEVICE": "cpu",
         "WALL_S": "4",
         "PACK": str(pack),
+        "SITE": str(tmp_path / "site"),  # carried wheels, if this checkout has any
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     done = subprocess.run(

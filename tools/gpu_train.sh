@@ -26,9 +26,10 @@ OUT=${OUT:?run this through the device tool, which sets OUT}
 DEVICE=${DEVICE:-cuda}
 WALL_S=${WALL_S:-420}
 PACK=${PACK:-runs/pack.npz}
+SITE=${SITE:-/tmp/site}  # where carried wheels are installed
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH="$PWD:/tmp/site"
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" .whl/*.whl
+    export PYTHONPATH="$PWD:$SITE"
 else
     export PYTHONPATH="$PWD"
 fi
