@@ -124,7 +124,8 @@ class TrainConfig:
     max_wall_s: float = 0.0
     # What the cosine decay runs on: "steps" (to --steps) or "wall" (to --max-wall-s). A lent
     # GPU gives a fixed time at a speed not known beforehand; a step-count schedule cut short by
-    # the clock would end at a high rate, so there the decay follows the clock.
+    # the clock would end at a high rate, so there the decay follows the clock (per invocation:
+    # a resumed run decays again over its own --max-wall-s).
     lr_clock: str = "steps"
     # Every N steps also write exported weights (step_N.pt, the newest export_keep kept): a
     # weights-only file is a third of a checkpoint and fits what a lent machine sends back.
