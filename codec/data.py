@@ -89,8 +89,11 @@ def device_crops(
     out = []
     for i, y, x, left_right, up_down in _crop_plan([im.shape for im in images], n, crop, rng):
         patch = images[i][y : y + crop, x : x + crop]
-        dims = [d for d, flip in ((1, left_right), (0, up_down)) if flip]
-        out.append(patch.flip(dims) if dims else patch)
+        if left_right:
+            patch = patch.flip(1)
+        if up_down:
+            patch = patch.flip(0)
+        out.append(patch)
     return torch.stack(out).permute(0, 3, 1, 2).float().div_(255)
 
 

@@ -65,7 +65,7 @@ def test_two_runs_side_by_side_come_back_as_seven_files(pack: Path, tmp_path: Pa
     )
     assert done.returncode == 0, done.stdout + done.stderr
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert len(files) <= 8  # what a device call sends back
+    assert len(files) == 7  # per run: average, newest export, log; one console (8 come back)
     for run in ("a", "b"):
         exports = [f for f in files if f.startswith(f"{run}/step_")]
         assert len(exports) == 1  # the newest; the older ones live on in the average
@@ -78,3 +78,22 @@ def test_two_runs_side_by_side_come_back_as_seven_files(pack: Path, tmp_path: Pa
     console = (out / "console.log").read_text()
     assert "== a" in console and "== b" in console
     assert "--max-wall-s reached" in console
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_an_unpaired_run_name_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "DEVICE": "cpu"}
+    done = subprocess.run(
+        ["bash", "tools/gpu_train.sh", "a", "--lr 1e-4", "b"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == 'gpu_train.sh: arguments come in pairs NAME "EXTRA ARGS"; got 3 words'
+    )
+    assert not any(tmp_path.iterdir())

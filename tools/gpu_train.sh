@@ -23,6 +23,10 @@
 # (tests/test_gpu_script.py does that with a tiny model).
 set -euo pipefail
 OUT=${OUT:?run this through the device tool, which sets OUT}
+if [ $(($# % 2)) -ne 0 ]; then
+    echo "gpu_train.sh: arguments come in pairs NAME \"EXTRA ARGS\"; got $# words" >&2
+    exit 2
+fi
 DEVICE=${DEVICE:-cuda}
 WALL_S=${WALL_S:-420}
 PACK=${PACK:-runs/pack.npz}
