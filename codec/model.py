@@ -191,6 +191,23 @@ def fill_missing(values: torch.Tensor, known: torch.Tensor, max_iters: int = 64)
     return out
 
 
+def film_columns(cfg: CodecConfig) -> dict[str, tuple[int, int]]:
+    """Where each synthesis block's (scale, bias) pair sits in ``stage_film``'s rows.
+
+    Keyed by the block's module name; the value is ``(first column, width)``, the width being
+    twice the block's channels. It lets weights move between decoders of different depths.
+
+    >>> film_columns(CodecConfig(dec_channels=[8, 4], dec_depths=[1, 2]))
+    {'dec_levels.0.0': (0, 16), 'dec_levels.1.0': (16, 8), 'dec_levels.1.1': (24, 8)}
+    """
+    columns, offset = {}, 0
+    for i, (ch, depth) in enumerate(zip(cfg.dec_channels, cfg.dec_depths, strict=True)):
+        for j in range(depth):
+            columns[f"dec_levels.{i}.{j}"] = (offset, 2 * ch)
+            offset += 2 * ch
+    return columns
+
+
 class ProgressiveCodec(nn.Module):
     """Analysis transform, residual VQ and stage-modulated synthesis transform."""
 

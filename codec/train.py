@@ -42,13 +42,13 @@ from codec.data import (
     load_corpus,
     random_crops,
 )
-from codec.model import CodecConfig, ProgressiveCodec
+from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import load_pack, split_paths
 from codec.quantizer import rotate_onto
 
 # Parameters of the analysis transform (everything before the RVQ), by module name.
 ENCODER_MODULES = ("stem.", "enc_", "to_latent.", "latent_ln.")
-FREEZABLE = ("encoder", "codebooks")  # what --freeze may name
+FREEZABLE = ("encoder", "codebooks", "borrowed")  # what --freeze may name
 
 
 def freeze_parts(text: str) -> set[str]:
@@ -250,6 +250,8 @@ class Trainer:
         if self.net.rvq.uses_ema:
             self.net.rvq.decay = cfg.ema_decay
         self.frozen = freeze_parts(cfg.freeze)
+        if "borrowed" in self.frozen and not cfg.init_partial:
+            raise ValueError("--freeze borrowed needs --init-weights with --init-partial true")
         if "encoder" in self.frozen:  # the indices stay as they are: codebooks too
             self.frozen.add("codebooks")
             for name, param in self.net.named_parameters():
@@ -313,6 +315,9 @@ class Trainer:
             "train_config": vars(self.cfg),
             "rng": self.rng.bit_generator.state,
             "gen": self.gen.get_state(),
+            # --freeze borrowed depends on the weights a run started from: keep it on resume.
+            "frozen": sorted(self.frozen),
+            "fixed": sorted(n for n, p in self.net.named_parameters() if not p.requires_grad),
         }
         if self.disc is not None:
             st["disc"], st["disc_opt"] = self.disc.state_dict(), self.disc_opt.state_dict()
@@ -331,6 +336,11 @@ class Trainer:
         self.prior_steps, self.prior_wall_s = st.get("prior_steps", 0), st.get("prior_wall_s", 0.0)
         self.rng.bit_generator.state = st["rng"]
         self.gen.set_state(st["gen"])
+        self.frozen |= set(st.get("frozen", ()))
+        fixed = set(st.get("fixed", ()))
+        for name, param in self.net.named_parameters():
+            if name in fixed:
+                param.requires_grad_(False)
         if self.disc is not None and "disc" in st:
             self.disc.load_state_dict(st["disc"])
             self.disc_opt.load_state_dict(st["disc_opt"])
@@ -344,7 +354,15 @@ class Trainer:
             return
         own = self.net.state_dict()
         fits = {k: v for k, v in st["state_dict"].items() if k in own and own[k].shape == v.shape}
-        self.net.load_state_dict(fits, strict=False)
+        film = self._borrowed_film(st, fits)
+        self.net.load_state_dict(
+            fits | ({"stage_film.weight": film} if film is not None else {}), strict=False
+        )
+        if "borrowed" in self.frozen:  # only what starts fresh learns
+            for name, param in self.net.named_parameters():
+                param.requires_grad_(param.requires_grad and name not in fits)
+            if all(k in fits for k in own if k.startswith("rvq.")):
+                self.frozen.add("codebooks")  # no EMA update either
         # A new model: its history starts here, whatever the weights it borrowed had behind them.
         self.prior_steps, self.prior_wall_s = 0, 0.0
         self.kmeans_done = all(k in fits for k in own if k.startswith("rvq."))
@@ -353,6 +371,24 @@ class Trainer:
             f"{len(own) - len(fits)} start fresh",
             file=sys.stderr,
         )
+
+    def _borrowed_film(self, st: dict, fits: dict) -> torch.Tensor | None:
+        """``stage_film`` rebuilt for this decoder when the depths differ: each block that kept
+        its tensors keeps its modulation; a new block starts with none (zeros), as a fresh model's
+        does. Without this, deepening a decoder by one block would reset every block's FiLM."""
+        key = "stage_film.weight"
+        theirs = st["state_dict"].get(key)
+        if key in fits or theirs is None:
+            return None
+        mine = torch.zeros_like(self.net.state_dict()[key])
+        if mine.shape[0] != theirs.shape[0]:
+            return None
+        old = film_columns(CodecConfig.from_dict(st["config"]))
+        for block, (start, width) in film_columns(self.model_cfg).items():
+            if f"{block}.dw.weight" in fits and old.get(block, (0, -1))[1] == width:
+                src = old[block][0]
+                mine[:, start : start + width] = theirs[:, src : src + width]
+        return mine
 
     def export_snapshot(self) -> None:
         """Write ``step_N.pt`` (exported weights) and keep only the newest ``export_keep``."""

@@ -558,3 +558,38 @@ def test_init_partial_takes_what_fits_and_keeps_the_indices(corpus, tmp_path, ca
     assert len(same) < len(own)  # the narrowed levels start fresh
     x = donor.batch()
     assert torch.equal(trainer.net.encode_indices(x), donor.net.encode_indices(x))
+
+
+def test_a_deeper_decoder_keeps_every_borrowed_block_and_its_modulation(corpus, tmp_path) -> None:
+    from codec.model import film_columns
+
+    donor = Trainer(config(corpus, tmp_path / "donor", steps=3, export_every=3, export_keep=1))
+    donor.run()
+    weights = next((tmp_path / "donor").glob("step_*.pt"))
+    deeper = json.loads(donor.cfg.config)
+    deeper.update(dec_depths=[1, 2, 1, 1])  # one new block at the second level
+    with pytest.raises(ValueError, match="--freeze borrowed needs"):
+        Trainer(config(corpus, tmp_path / "a", config=json.dumps(deeper), freeze="borrowed"))
+    kw = dict(config=json.dumps(deeper), init_partial=True, freeze="borrowed", steps=2)
+    trainer = Trainer(config(corpus, tmp_path / "b", **kw))
+    trainer.init_from_weights(weights)
+    film, given = trainer.net.stage_film.weight.detach(), donor.net.stage_film.weight.detach()
+    assert given.abs().sum() > 0  # the donor learnt some modulation
+    old, new = film_columns(donor.model_cfg), film_columns(trainer.model_cfg)
+    for block, (start, width) in new.items():
+        if block == "dec_levels.1.1":  # the new block: no modulation yet
+            assert not film[:, start : start + width].any()
+        else:
+            src = old[block][0]
+            assert torch.equal(film[:, start : start + width], given[:, src : src + width])
+    fixed = {n: p.detach().clone() for n, p in trainer.net.named_parameters() if not p.requires_grad}
+    assert "dec_levels.1.0.pw1.weight" in fixed and "dec_levels.1.1.pw1.weight" not in fixed
+    learnt = trainer.net.dec_levels[1][1].pw1.weight.detach().clone()
+    trainer.run()
+    now = dict(trainer.net.named_parameters())
+    assert all(torch.equal(now[n], v) for n, v in fixed.items())
+    assert not torch.equal(now["dec_levels.1.1.pw1.weight"], learnt)
+    resumed = Trainer(config(corpus, tmp_path / "b", **kw))  # a resumed run stays frozen
+    resumed.load(tmp_path / "b" / "last.ckpt")
+    assert {n for n, p in resumed.net.named_parameters() if not p.requires_grad} == set(fixed)
+    assert "codebooks" in resumed.frozen
