@@ -106,6 +106,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train
             help=text,
         )
     args = p.parse_args(argv)
+    if "borrowed" in freeze_parts(args.freeze) and not (args.init_partial and args.init_weights):
+        p.error("--freeze borrowed needs --init-weights with --init-partial true")
     return args
 
 

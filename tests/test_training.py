@@ -25,7 +25,7 @@ from codec.train import (
     sample_depths,
     stage_weights,
 )
-from codec.train_cli import main
+from codec.train_cli import main, parse_args
 
 torch.set_num_threads(1)
 
@@ -248,8 +248,6 @@ def test_export_names_the_model(corpus, tmp_path, capsys) -> None:
 
 
 def test_every_training_option_has_help(capsys) -> None:
-    from codec.train_cli import parse_args
-
     with pytest.raises(SystemExit) as info:
         parse_args(["--help"], prog="satlink codec train")
     assert info.value.code == 0
@@ -570,6 +568,9 @@ def test_a_deeper_decoder_keeps_every_borrowed_block_and_its_modulation(corpus, 
     deeper.update(dec_depths=[1, 2, 1, 1])  # one new block at the second level
     with pytest.raises(ValueError, match="--freeze borrowed needs"):
         Trainer(config(corpus, tmp_path / "a", config=json.dumps(deeper), freeze="borrowed"))
+    with pytest.raises(SystemExit) as exc:  # the command line says so in one line, exit 2
+        parse_args(["--data", str(corpus), "--out", str(tmp_path / "a"), "--freeze", "borrowed"])
+    assert exc.value.code == 2
     kw = dict(config=json.dumps(deeper), init_partial=True, freeze="borrowed", steps=2)
     trainer = Trainer(config(corpus, tmp_path / "b", **kw))
     trainer.init_from_weights(weights)
@@ -582,7 +583,8 @@ def test_a_deeper_decoder_keeps_every_borrowed_block_and_its_modulation(corpus, 
         else:
             src = old[block][0]
             assert torch.equal(film[:, start : start + width], given[:, src : src + width])
-    fixed = {n: p.detach().clone() for n, p in trainer.net.named_parameters() if not p.requires_grad}
+    params = trainer.net.named_parameters()
+    fixed = {n: p.detach().clone() for n, p in params if not p.requires_grad}
     assert "dec_levels.1.0.pw1.weight" in fixed and "dec_levels.1.1.pw1.weight" not in fixed
     learnt = trainer.net.dec_levels[1][1].pw1.weight.detach().clone()
     trainer.run()
