@@ -28,6 +28,7 @@ from codec.model import CodecConfig, ProgressiveCodec
 SHAPES: list[tuple[list[int], list[int]]] = [
     ([256, 128, 96, 48], [3, 2, 2, 1]),  # shipped
     ([256, 128, 64, 32], [3, 2, 1, 1]),
+    ([256, 128, 64, 32], [4, 3, 2, 1]),  # the above, one block more at each of the first three
     ([256, 128, 48, 24], [3, 2, 1, 1]),
     ([192, 96, 64, 32], [2, 2, 1, 1]),
 ]
