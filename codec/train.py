@@ -358,14 +358,14 @@ class Trainer:
         self.net.load_state_dict(
             fits | ({"stage_film.weight": film} if film is not None else {}), strict=False
         )
-        if "borrowed" in self.frozen:  # only what starts fresh learns
-            for name, param in self.net.named_parameters():
-                param.requires_grad_(param.requires_grad and name not in fits)
-            if all(k in fits for k in own if k.startswith("rvq.")):
-                self.frozen.add("codebooks")  # no EMA update either
         # A new model: its history starts here, whatever the weights it borrowed had behind them.
         self.prior_steps, self.prior_wall_s = 0, 0.0
         self.kmeans_done = all(k in fits for k in own if k.startswith("rvq."))
+        if "borrowed" in self.frozen:  # only what starts fresh learns
+            for name, param in self.net.named_parameters():
+                param.requires_grad_(param.requires_grad and name not in fits)
+            if self.kmeans_done:  # the codebooks were borrowed: no EMA update either
+                self.frozen.add("codebooks")
         print(
             f"--init-partial: {len(fits)} of {len(own)} tensors from {Path(path).name}, "
             f"{len(own) - len(fits)} start fresh",
@@ -385,7 +385,7 @@ class Trainer:
             return None
         old = film_columns(CodecConfig.from_dict(st["config"]))
         for block, (start, width) in film_columns(self.model_cfg).items():
-            if f"{block}.dw.weight" in fits and old.get(block, (0, -1))[1] == width:
+            if f"{block}.dw.weight" in fits and block in old:  # kept its tensors: same width
                 src = old[block][0]
                 mine[:, start : start + width] = theirs[:, src : src + width]
         return mine
