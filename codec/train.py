@@ -271,6 +271,7 @@ class Trainer:
         # step 0, but exported weights report the whole history.
         self.prior_steps, self.prior_wall_s = 0, 0.0
         self.kmeans_done = False
+        self.film_kept: torch.Tensor | None = None  # stage_film columns --freeze borrowed keeps
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.weights = stage_weights(self.model_cfg.num_stages, cfg.stage_weight_p)
@@ -318,6 +319,7 @@ class Trainer:
             # --freeze borrowed depends on the weights a run started from: keep it on resume.
             "frozen": sorted(self.frozen),
             "fixed": sorted(n for n, p in self.net.named_parameters() if not p.requires_grad),
+            "film_kept": None if self.film_kept is None else self.film_kept.cpu(),
         }
         if self.disc is not None:
             st["disc"], st["disc_opt"] = self.disc.state_dict(), self.disc_opt.state_dict()
@@ -341,6 +343,8 @@ class Trainer:
         for name, param in self.net.named_parameters():
             if name in fixed:
                 param.requires_grad_(False)
+        if st.get("film_kept") is not None and self.film_kept is None:
+            self.fix_film_columns(st["film_kept"])
         if self.disc is not None and "disc" in st:
             self.disc.load_state_dict(st["disc"])
             self.disc_opt.load_state_dict(st["disc_opt"])
@@ -354,7 +358,7 @@ class Trainer:
             return
         own = self.net.state_dict()
         fits = {k: v for k, v in st["state_dict"].items() if k in own and own[k].shape == v.shape}
-        film = self._borrowed_film(st, fits)
+        film, film_kept = self._borrowed_film(st, fits)
         self.net.load_state_dict(
             fits | ({"stage_film.weight": film} if film is not None else {}), strict=False
         )
@@ -366,29 +370,47 @@ class Trainer:
                 param.requires_grad_(param.requires_grad and name not in fits)
             if self.kmeans_done:  # the codebooks were borrowed: no EMA update either
                 self.frozen.add("codebooks")
+            if film_kept is not None:  # a borrowed block's modulation stays as it was too
+                self.fix_film_columns(film_kept)
         print(
             f"--init-partial: {len(fits)} of {len(own)} tensors from {Path(path).name}, "
             f"{len(own) - len(fits)} start fresh",
             file=sys.stderr,
         )
 
-    def _borrowed_film(self, st: dict, fits: dict) -> torch.Tensor | None:
-        """``stage_film`` rebuilt for this decoder when the depths differ: each block that kept
-        its tensors keeps its modulation; a new block starts with none (zeros), as a fresh model's
-        does. Without this, deepening a decoder by one block would reset every block's FiLM."""
+    def _borrowed_film(
+        self, st: dict, fits: dict
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``stage_film`` rebuilt for this decoder when the depths differ, and which of its
+        columns were borrowed (``[width]`` bool): each block that kept its tensors keeps its
+        modulation; a new block starts with none (zeros), as a fresh model's does. Without this,
+        deepening a decoder by one block would reset every block's FiLM."""
         key = "stage_film.weight"
         theirs = st["state_dict"].get(key)
         if key in fits or theirs is None:
-            return None
+            return None, None
         mine = torch.zeros_like(self.net.state_dict()[key])
         if mine.shape[0] != theirs.shape[0]:
-            return None
+            return None, None
+        kept = torch.zeros(mine.shape[1], dtype=torch.bool)
         old = film_columns(CodecConfig.from_dict(st["config"]))
         for block, (start, width) in film_columns(self.model_cfg).items():
             if f"{block}.dw.weight" in fits and block in old:  # kept its tensors: same width
                 src = old[block][0]
                 mine[:, start : start + width] = theirs[:, src : src + width]
-        return mine
+                kept[start : start + width] = True
+        return mine, kept
+
+    def fix_film_columns(self, kept: torch.Tensor) -> None:
+        """Keep the ``stage_film`` columns in ``kept`` (``[width]`` bool) where they are.
+
+        The table is one tensor shared by borrowed and new blocks, so ``requires_grad`` cannot
+        split it: the gradient of the kept columns is zeroed instead. Adam (no weight decay)
+        then never moves them, its moments staying zero there.
+        """
+        self.film_kept = kept.to(self.device)
+        learns = (~self.film_kept).to(self.net.stage_film.weight.dtype)
+        self.net.stage_film.weight.register_hook(lambda grad: grad * learns)
 
     def export_snapshot(self) -> None:
         """Write ``step_N.pt`` (exported weights) and keep only the newest ``export_keep``."""

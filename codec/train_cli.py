@@ -31,8 +31,8 @@ OPTION_HELP = {
     "ema_decay": "decay of the codebooks' moving averages (0.99: a memory of ~100 steps)",
     "freeze": "parts kept fixed, comma-separated: 'encoder' (analysis and codebooks: the "
     "indices never change, only the decoder learns), 'codebooks' (no EMA update, no revival) or "
-    "'borrowed' (with --init-partial: every tensor taken from the weights; only new ones and "
-    "the FiLM table, partly borrowed, learn)",
+    "'borrowed' (with --init-partial: every tensor taken from the weights, and the borrowed "
+    "blocks' columns of the shared FiLM table; only what starts fresh learns)",
     "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",
     "msssim_weight": "share of (1 - MS-SSIM) in the distortion, the rest L1",
     "chroma_weight": "weight of the chroma L1 term (keeps colour)",

@@ -587,11 +587,19 @@ def test_a_deeper_decoder_keeps_every_borrowed_block_and_its_modulation(corpus, 
     fixed = {n: p.detach().clone() for n, p in params if not p.requires_grad}
     assert "dec_levels.1.0.pw1.weight" in fixed and "dec_levels.1.1.pw1.weight" not in fixed
     learnt = trainer.net.dec_levels[1][1].pw1.weight.detach().clone()
+    film = film.clone()
     trainer.run()
     now = dict(trainer.net.named_parameters())
     assert all(torch.equal(now[n], v) for n, v in fixed.items())
     assert not torch.equal(now["dec_levels.1.1.pw1.weight"], learnt)
+    # The modulation table is shared: the borrowed blocks' columns stay, the new block's learn.
+    start, width = new["dec_levels.1.1"]
+    kept = torch.ones(film.shape[1], dtype=torch.bool)
+    kept[start : start + width] = False
+    assert torch.equal(now["stage_film.weight"][:, kept], film[:, kept])
+    assert not torch.equal(now["stage_film.weight"][:, ~kept], film[:, ~kept])
     resumed = Trainer(config(corpus, tmp_path / "b", **kw))  # a resumed run stays frozen
     resumed.load(tmp_path / "b" / "last.ckpt")
     assert {n for n, p in resumed.net.named_parameters() if not p.requires_grad} == set(fixed)
     assert "codebooks" in resumed.frozen
+    assert torch.equal(resumed.film_kept, kept)
