@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from codec.code import ProgressiveCode
 from codec.model import ProgressiveCodec
-from codec.refine import MAX_EFFORT, refine_latent
+from codec.refine import MAX_EFFORT, refine_indices
 
 MIN_SIDE_PX = 16
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -148,9 +148,10 @@ class Codec:
     def encode(self, image: ImageLike, effort: int = 0) -> ProgressiveCode:
         """Encode an image (path, bytes, array or PIL image) to RVQ indices.
 
-        ``effort`` > 0 spends that many gradient steps refining the latent for this picture
-        before quantizing (:func:`codec.refine.refine_latent`); the decoder and bitstream are
-        unchanged. Each step costs about five decoder passes with gradients.
+        ``effort`` > 0 spends that many gradient steps per stage choosing that stage's
+        indices for this picture (:func:`codec.refine.refine_indices`); the decoder and
+        bitstream are unchanged. Each step costs one decoder pass with gradients, so an effort
+        costs about five times that many passes.
         """
         if isinstance(effort, bool) or not isinstance(effort, int):
             raise CodecInputError(f"effort must be an integer, got {effort!r}")
@@ -158,9 +159,7 @@ class Codec:
             raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
         x, size = self.to_tensor(load_image(image, max_pixels=self.max_pixels))
         if effort:
-            z = refine_latent(self.net, x, effort, size)
-            with torch.inference_mode():
-                indices = self.net.quantize(z)[0]
+            indices = refine_indices(self.net, x, effort, size)
         else:
             with torch.inference_mode():
                 indices = self.net.encode_indices(x)

@@ -80,13 +80,18 @@ class ResidualVQ(nn.Module):
         # ||r - c||^2 without the ||r||^2 term, which does not change the argmin.
         return torch.addmm((cb * cb).sum(1), r, cb.t(), alpha=-2.0).argmin(1)
 
+    def stage_code(self, s: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage ``s``'s nearest code to each residual ``[N, D]``: (indices ``[N]``, codewords
+        ``[N, D]``)."""
+        idx = self._nearest(residual, self.codebooks[s])
+        return idx, self.codebooks[s][idx]
+
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat latents ``[N, D]`` -> (indices ``[S, N]``, per-stage codewords ``[S, N, D]``)."""
         residual = z
         idx_all, cw_all = [], []
         for s in range(self.num_stages):
-            idx = self._nearest(residual, self.codebooks[s])
-            cw = self.codebooks[s][idx]
+            idx, cw = self.stage_code(s, residual)
             residual = residual - cw
             idx_all.append(idx)
             cw_all.append(cw)
@@ -222,6 +227,12 @@ class FactorizedRVQ(nn.Module):
 
     def _nearest(self, p: torch.Tensor, s: int) -> torch.Tensor:
         return (F.normalize(p, dim=1) @ F.normalize(self.codebooks[s], dim=1).t()).argmax(1)
+
+    def stage_code(self, s: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage ``s``'s code for each residual ``[N, D]`` (no gradient path): (indices ``[N]``,
+        codewords in latent space ``[N, D]``)."""
+        idx = self._nearest(self.project_in(s, residual), s)
+        return idx, self.decoded_codes(s)[idx]
 
     def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat latents ``[N, D]`` -> (indices ``[S, N]``, per-stage codewords ``[S, N, D]``)."""

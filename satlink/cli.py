@@ -312,8 +312,9 @@ def _add_effort(sp: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="encoder refinement steps for the RVQ code (0..100, default 0): better indices for "
-        "the same decoder, about 5 decoder passes of time per step",
+        help="encoder refinement for the RVQ code (0..100, default 0): N steps per stage, each "
+        "stage's indices chosen for its own preview; better indices for the same decoder, about "
+        "5 decoder passes of time per unit of effort",
     )
 
 

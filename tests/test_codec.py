@@ -16,7 +16,7 @@ import codec
 from codec import Codec, CodecConfig, CodecInputError, ProgressiveCode
 from codec.checkpoint import export_weights
 from codec.model import fill_missing
-from codec.quantizer import ResidualVQ
+from codec.quantizer import FactorizedRVQ, ResidualVQ
 from codec.train import TrainConfig, Trainer, depth_masks, stage_weights
 
 torch.set_num_threads(1)
@@ -139,6 +139,23 @@ def test_rvq_refines_with_every_stage() -> None:
     _idx, cw = rvq.quantize(z)
     errors = [(z - cw[: k + 1].sum(0)).pow(2).mean().item() for k in range(4)]
     assert all(a > b for a, b in itertools.pairwise(errors))
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_one_stage_at_a_time_is_the_quantizer(factorized) -> None:
+    # The encoder-side refinement picks codes stage by stage through stage_code; with nothing
+    # refined it must give exactly what quantize gives, for both quantizers.
+    torch.manual_seed(0)
+    rvq = FactorizedRVQ(3, 32, 8, 4) if factorized else ResidualVQ(3, 32, 8)
+    z = torch.randn(500, 8)
+    rvq.init_kmeans(z)
+    with torch.no_grad():
+        idx, cw = rvq.quantize(z)
+        residual = z
+        for s in range(3):
+            got_idx, got_cw = rvq.stage_code(s, residual)
+            assert torch.equal(got_idx, idx[s]) and torch.allclose(got_cw, cw[s], atol=1e-6)
+            residual = residual - got_cw
 
 
 def test_stage_weighting_matches_progic() -> None:

@@ -19,9 +19,9 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[40:232, 150:342])
 
 
-def mean_msssim(codec, image: np.ndarray, code) -> float:
+def msssim_per_depth(codec, image: np.ndarray, code) -> np.ndarray:
     previews = codec.decode_batch(code, [code.stage_mask(k) for k in range(1, 6)])
-    return float(np.mean(ms_ssim_batch(image, np.stack(previews))))
+    return ms_ssim_batch(image, np.stack(previews))
 
 
 def test_effort_is_deterministic_and_raises_quality(photo) -> None:
@@ -32,7 +32,10 @@ def test_effort_is_deterministic_and_raises_quality(photo) -> None:
     assert not np.array_equal(a.indices, base.indices)
     # The bitstream is unchanged in kind: same shape, decodable by the same decoder.
     assert a.indices.shape == base.indices.shape and a.model_id == base.model_id
-    assert mean_msssim(codec, photo, a) > mean_msssim(codec, photo, base)
+    # Each stage is chosen for the preview it ends, so every depth gains, not just the mean
+    # (measured on this crop: +0.001 to +0.003 at effort 4).
+    gain = msssim_per_depth(codec, photo, a) - msssim_per_depth(codec, photo, base)
+    assert (gain > 0.0005).all(), gain
 
 
 def test_effort_zero_is_the_plain_encoder(photo) -> None:
