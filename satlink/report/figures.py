@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from satlink.report.files import atomic_write
+from satlink.report.files import atomic_write, save_png
 
 __all__ = [
     "MARKED_OUTCOMES",
@@ -357,6 +357,6 @@ def write_contact_sheet(
         ImageDraw.Draw(sheet).text((gap, 4), title, fill=(0, 0, 0), font=_font(13))
     for i, tile in enumerate(tiles):
         sheet.paste(tile, (gap + (i % cols) * (tw + gap), top + (i // cols) * (th + gap)))
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
-    atomic_write(path, buf.getvalue())
+    # The previews' fast PNG writer: Pillow's took 204 ms for a 30-preview sheet, this 32 ms,
+    # for a file 17 % larger (a replay writes one sheet).
+    save_png(path, np.asarray(sheet))
