@@ -49,7 +49,9 @@ def _msssim_window(height_px: int, width_px: int) -> int:
     return win if (win - 1) * 16 < short else 0
 
 
-def _stage_code(net: ProgressiveCodec, k: int, residual: torch.Tensor) -> tuple:
+def _stage_code(
+    net: ProgressiveCodec, k: int, residual: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage ``k``'s codes for a residual latent ``[1, D, h, w]``: (indices ``[1, h, w]``,
     codewords ``[1, D, h, w]``)."""
     b, d, h, w = residual.shape
