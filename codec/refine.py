@@ -24,6 +24,8 @@ depth on the validation images (model card, "Encoder-side refinement").
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
@@ -32,10 +34,11 @@ from codec.model import ProgressiveCodec
 
 __all__ = ["MAX_EFFORT", "REFINE_STEP_PER_RMS", "refine_indices"]
 
-# Adam's step on z, as a share of the latent's RMS: models differ in latent scale (the first
-# release's is about 30 RMS, v2's LayerNorm latent about 2.5), and a fixed step that helps one
-# wrecks the other. Chosen on the validation images (never Kodak); see the model card.
-REFINE_STEP_PER_RMS = 0.01
+# Adam's first step on z, as a share of the latent's RMS: models differ in latent scale (the
+# first release's is about 30 RMS, v2's LayerNorm latent about 2.5), and a fixed step that helps
+# one wrecks the other. Within each stage the step then decays along a cosine towards zero.
+# Chosen on the validation images (never Kodak); see the model card.
+REFINE_STEP_PER_RMS = 0.02
 # Beyond this, quality no longer rises (measured) and the encode takes minutes per picture.
 MAX_EFFORT = 100
 L1_WEIGHT = 0.1
@@ -70,8 +73,9 @@ def refine_indices(
 
     ``size_px`` is the (height, width) of the real picture inside the padding; the loss looks
     only there. ``effort`` is the number of Adam steps per stage (each one decoder pass with
-    gradients); 0 gives the plain encoder's indices. Adam's step is ``step_per_rms`` times the
-    latent's RMS. Deterministic on one machine: no random draws, fixed step count.
+    gradients); 0 gives the plain encoder's indices. Adam's step starts at ``step_per_rms``
+    times the latent's RMS and decays along a cosine within each stage. Deterministic on one
+    machine: no random draws, fixed step count.
     """
     if not 0 <= effort <= MAX_EFFORT:
         raise ValueError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
@@ -97,7 +101,10 @@ def refine_indices(
             z = z.detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             with torch.enable_grad():
-                for _ in range(effort):
+                for step in range(effort):
+                    # Large moves first, then settling: the last steps only fine-tune the
+                    # choice of codes near their boundaries.
+                    opt.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / effort))
                     _, code = _stage_code(net, k, z.detach() - fixed)
                     latent = fixed + code + (z - z.detach())  # straight-through past stage k
                     recon = net.synthesis(latent, received)[:, :, :h_px, :w_px]
