@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -150,3 +151,20 @@ def test_ctrl_c_leaves_valid_files(small_image, model, tmp_path):
     assert not list(tmp_path.rglob(".*.tmp"))
     with open(tmp_path / "packets.csv") as f:
         assert len(list(csv.DictReader(f))) >= 2
+
+
+def test_default_image_is_skimage_astronaut_without_importing_skimage_data():
+    import subprocess
+
+    from skimage import data
+
+    from satlink.replay import default_image
+
+    assert np.array_equal(default_image(), data.astronaut())
+    # The point of reading the file directly: a replay's start-up skips skimage.io and scipy.
+    code = (
+        "import sys; from satlink.replay import default_image; default_image(); "
+        "print('skimage.io' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
