@@ -689,6 +689,6 @@ def validate_weights(path: Path, data: str | Path, crop_px: int = 256) -> dict:
 
 
 if __name__ == "__main__":  # the command line lives in codec.train_cli
-    from codec.train_cli import main
+    from codec.train_cli import cli
 
-    main()
+    sys.exit(cli())

@@ -18,7 +18,7 @@ from pathlib import Path
 from codec.checkpoint import average_weights, export_weights
 from codec.train import TrainConfig, Trainer, freeze_parts, validate_weights
 
-__all__ = ["OPTION_HELP", "main", "parse_args"]
+__all__ = ["OPTION_HELP", "cli", "main", "parse_args"]
 
 
 OPTION_HELP = {
@@ -110,6 +110,26 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train
     if "borrowed" in freeze_parts(args.freeze) and not (args.init_partial and args.init_weights):
         p.error("--freeze borrowed needs --init-weights with --init-partial true")
     return args
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m codec.train``: :func:`main`, with a bad file or setting reported in one line
+    and exit status 2, as ``satlink codec train`` reports it (not a traceback).
+
+    >>> cli(["average", "out.pt", "no-such-export.pt"])
+    2
+    """
+    prog = "python -m codec.train"
+    try:
+        main(argv, prog)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:  # CheckpointError and the config's checks included
+        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> None:

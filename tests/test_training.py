@@ -4,6 +4,7 @@ norm, diagnostics, the portable training pack, wall-time limits and safe checkpo
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -603,3 +604,20 @@ def test_a_deeper_decoder_keeps_every_borrowed_block_and_its_modulation(corpus, 
     assert {n for n, p in resumed.net.named_parameters() if not p.requires_grad} == set(fixed)
     assert "codebooks" in resumed.frozen
     assert torch.equal(resumed.film_kept, kept)
+
+
+def test_module_entry_reports_a_bad_file_in_one_line(tmp_path):
+    """`python -m codec.train` answers as `satlink codec train` does: one line, exit 2."""
+    import subprocess
+
+    for args in (["average", "out.pt", "missing.pt"], ["export", "missing.ckpt", "out.pt"]):
+        run = subprocess.run(
+            [sys.executable, "-m", "codec.train", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "Traceback" not in run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("python -m codec.train: error: ")
+        assert "missing" in lines[0]
+        assert not (tmp_path / "out.pt").exists()
