@@ -1,0 +1,115 @@
+"""tools/narrow_level.py (how v9 came from v8), on a tiny model: the cut starts near the wide
+model, and training touches only the levels it names."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec.model import CodecConfig, ProgressiveCodec, film_columns
+from codec.train import TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("narrow_level", ROOT / "tools" / "narrow_level.py")
+narrow_level = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(narrow_level)
+
+TINY = CodecConfig(
+    num_stages=3, codebook_size=16, latent_dim=8, enc_channels=(8, 12, 16), enc_depths=(1, 1, 1),
+    dec_channels=(16, 12, 8, 8), dec_depths=(1, 1, 1, 1), attn_heads=2, latent_norm=True,
+)  # fmt: skip
+
+
+def _wide() -> ProgressiveCodec:
+    torch.manual_seed(0)
+    net = ProgressiveCodec(TINY).eval()
+    with torch.no_grad():  # a model whose every block does something, as a trained one does
+        for name, p in net.named_parameters():
+            if "pw2" in name or "proj" in name or "stage_film" in name:
+                p.normal_(0, 0.2)
+    return net
+
+
+def _smooth_images(n: int, side: int = 64) -> torch.Tensor:
+    rng = np.random.default_rng(1)
+    small = torch.from_numpy(rng.random((n, 3, side // 8, side // 8))).float()
+    return torch.nn.functional.interpolate(small, size=(side, side), mode="bilinear")
+
+
+def test_cut_keeps_the_rest_and_starts_near_the_wide_model():
+    wide = _wide()
+    crops = _smooth_images(6)
+    narrow = narrow_level.cut(wide, 3, 6, crops)
+    assert list(narrow.config.dec_channels) == [16, 12, 8, 6]
+    sliced = {"dec_up.2.weight", "dec_up.2.bias", "dec_up.3.weight", "dec_up.3.bias"}
+    for name, value in narrow.state_dict().items():
+        if name.startswith("dec_levels.3.") or name in sliced or name == "stage_film.weight":
+            continue
+        assert torch.equal(value, wide.state_dict()[name]), name
+    # the other levels' modulation columns are the wide model's
+    cols_wide, cols_narrow = film_columns(wide.config), film_columns(narrow.config)
+    for block in ("dec_levels.0.0", "dec_levels.1.0", "dec_levels.2.0"):
+        (a, w), (b, _) = cols_wide[block], cols_narrow[block]
+        assert torch.equal(
+            narrow.stage_film.weight[:, b : b + w], wide.stage_film.weight[:, a : a + w]
+        )
+    # Closer to the wide model's pictures than the same shape with a fresh last level.
+    test = _smooth_images(4)
+    with torch.no_grad():
+        ref = wide.decode_indices(wide.encode_indices(test))
+        fresh = ProgressiveCodec(narrow.config).eval()
+        fresh.load_state_dict(
+            {k: v for k, v in narrow.state_dict().items() if not k.startswith("dec_")}
+            | {k: v for k, v in wide.state_dict().items() if k.startswith("dec_levels.0")},
+            strict=False,
+        )
+        err_cut = (narrow.decode_indices(narrow.encode_indices(test)) - ref).pow(2).mean()
+        err_fresh = (fresh.decode_indices(fresh.encode_indices(test)) - ref).pow(2).mean()
+    assert err_cut < 0.5 * err_fresh, (float(err_cut), float(err_fresh))
+
+
+def test_cut_refuses_a_level_it_cannot_cut():
+    with pytest.raises(ValueError, match="last synthesis level"):
+        narrow_level.cut(_wide(), 2, 6, _smooth_images(2))
+    with pytest.raises(ValueError, match="--channels"):
+        narrow_level.cut(_wide(), 3, 8, _smooth_images(2))
+
+
+def test_train_moves_only_the_named_levels(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(corpus / f"{i}.png")
+    weights = tmp_path / "w.pt"
+    wide = _wide()
+    torch.save({"state_dict": wide.state_dict(), "config": TINY.to_dict(), "model_id": 0}, weights)
+    cfg = TrainConfig(
+        data=str(corpus), out=str(tmp_path / "run"), crop_px=64, batch_size=2, steps=3,
+        val_every=1000, export_every=0, progress=False, config=__import__("json").dumps(
+            TINY.to_dict()), lr=1e-2, threads=1,
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    trainer.init_from_weights(weights)
+    learning = narrow_level.learn_only_levels(trainer, [3])
+    assert set(learning) == {
+        "dec_levels.3.0.dw.weight", "dec_levels.3.0.dw.bias", "dec_levels.3.0.pw1.weight",
+        "dec_levels.3.0.pw1.bias", "dec_levels.3.0.pw2.weight", "dec_levels.3.0.pw2.bias",
+        "dec_up.2.weight", "dec_up.2.bias", "dec_up.3.weight", "dec_up.3.bias",
+        "stage_film.weight",
+    }  # fmt: skip
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    trainer.run()
+    after = trainer.net.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {"dec_levels.3.0.pw1.weight", "dec_up.3.weight", "stage_film.weight"} <= moved
+    assert moved <= set(learning), moved - set(learning)
+    start, _ = film_columns(TINY)["dec_levels.3.0"]
+    film_before, film_after = before["stage_film.weight"], after["stage_film.weight"]
+    assert torch.equal(film_before[:, :start], film_after[:, :start])
+    assert not torch.equal(film_before[:, start:], film_after[:, start:])

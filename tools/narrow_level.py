@@ -1,0 +1,186 @@
+"""Narrow one synthesis level of a released model and retrain around it (how v9 came from v8).
+
+    python tools/narrow_level.py cut codec/weights/progic-rvq-v8.pt runs/cut.pt \\
+        --level 3 --channels 24 --data ../shared/data/train
+    python tools/narrow_level.py train --learn-levels 3 --init-weights runs/cut.pt \\
+        --data ../shared/data/train --out runs/n1 [any option of python -m codec.train]
+    python tools/narrow_level.py train --learn-levels 2,3 --init-weights N1_AVERAGE.pt ...
+
+``cut`` keeps the level's channels (and FFN hidden units) that carry the most energy to the
+output, measured on random training crops decoded at every depth, slices every tensor of the
+level to them, and refits the level's last 1×1 conv by least squares to the original model's
+output: the narrower model starts near the wide one instead of from scratch. The file it
+writes is a training export (model id 0), not a release.
+
+``train`` runs :class:`codec.train.Trainer` with only the named synthesis levels learning: their
+blocks, the upsampling convs into and out of them and their columns of the FiLM table; every
+other tensor (encoder, codebooks, other levels) stays as it is. A run resumes with
+``--resume`` like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.data import list_images, load_corpus, random_crops
+from codec.model import CodecConfig, ProgressiveCodec, film_columns
+from codec.pack import split_paths
+from codec.train import TrainConfig, Trainer
+from codec.train_cli import parse_args
+from codec.zoo import load_codec
+
+
+def _depth_masks(indices: torch.Tensor):
+    for depth in range(1, indices.shape[1] + 1):
+        received = torch.zeros_like(indices, dtype=torch.bool)
+        received[:, :depth] = True
+        yield received
+
+
+@torch.no_grad()
+def cut(src: ProgressiveCodec, level: int, channels: int, crops: torch.Tensor) -> ProgressiveCodec:
+    """``src`` with synthesis level ``level``'s width cut to ``channels`` (its last block's
+    output must feed the final 1×1 conv: ``level`` is the last level)."""
+    cfg = src.config
+    if level != len(cfg.dec_channels) - 1 or cfg.dec_depths[level] != 1:
+        raise ValueError("only the last synthesis level, of one block, can be cut")
+    wide = cfg.dec_channels[level]
+    if not 0 < channels < wide:
+        raise ValueError(f"--channels must be between 1 and {wide - 1}, got {channels}")
+    new_cfg = CodecConfig.from_dict(
+        {**cfg.to_dict(), "dec_channels": [*cfg.dec_channels[:level], channels]}
+    )
+    dst = ProgressiveCodec(new_cfg).eval()
+    own = dst.state_dict()
+    dst.load_state_dict(
+        {k: v for k, v in src.state_dict().items() if own[k].shape == v.shape}, strict=False
+    )
+    src = src.eval()
+    old_block, new_block = src.dec_levels[level][0], dst.dec_levels[level][0]
+    indices = src.encode_indices(crops)
+
+    grabbed: dict[str, list[torch.Tensor]] = {"out": [], "hidden": []}
+    hooks = [
+        old_block.register_forward_hook(lambda m, i, o: grabbed["out"].append(o)),
+        old_block.pw1.register_forward_hook(lambda m, i, o: grabbed["hidden"].append(o.relu())),
+    ]
+    targets = [src.decode_indices(indices, r) for r in _depth_masks(indices)]
+    for hook in hooks:
+        hook.remove()
+    out, hidden = torch.cat(grabbed["out"]), torch.cat(grabbed["hidden"])
+    last = src.dec_up[level].weight[:, :, 0, 0]
+    keep = (last.pow(2).sum(0) * out.pow(2).mean((0, 2, 3))).argsort(descending=True)[:channels]
+    keep = keep.sort().values
+    pw2 = old_block.pw2.weight[:, :, 0, 0]
+    energy = pw2[keep].pow(2).sum(0) * hidden.pow(2).mean((0, 2, 3))
+    hid = energy.argsort(descending=True)[: channels * cfg.ffn_ratio].sort().values
+
+    # pixel_shuffle takes each output channel from 4 consecutive channels of the conv before it
+    rows = (keep[:, None] * 4 + torch.arange(4)).flatten()
+    up_in, up_in_old = dst.dec_up[level - 1], src.dec_up[level - 1]
+    up_in.weight.copy_(up_in_old.weight[rows])
+    up_in.bias.copy_(up_in_old.bias[rows])
+    new_block.dw.weight.copy_(old_block.dw.weight[keep])
+    new_block.dw.bias.copy_(old_block.dw.bias[keep])
+    new_block.pw1.weight.copy_(old_block.pw1.weight[hid][:, keep])
+    new_block.pw1.bias.copy_(old_block.pw1.bias[hid])
+    new_block.pw2.weight.copy_(old_block.pw2.weight[keep][:, hid])
+    new_block.pw2.bias.copy_(old_block.pw2.bias[keep])
+    block = f"dec_levels.{level}.0"
+    old_cols, new_cols = film_columns(cfg), film_columns(new_cfg)
+    film, old_film = dst.stage_film.weight, src.stage_film.weight
+    for other, (start, width) in new_cols.items():  # the table's width changed: move the rest
+        if other != block:
+            film[:, start : start + width] = old_film[
+                :, old_cols[other][0] : old_cols[other][0] + width
+            ]
+    old_col, new_col = old_cols[block][0], new_cols[block][0]
+    film[:, new_col : new_col + channels] = old_film[:, old_col + keep]
+    film[:, new_col + channels : new_col + 2 * channels] = old_film[:, old_col + wide + keep]
+
+    # Refit the last conv: the narrow block's output -> the wide model's output before the shuffle
+    feats: list[torch.Tensor] = []
+    hook = new_block.register_forward_hook(lambda m, i, o: feats.append(o))
+    for received in _depth_masks(indices):
+        dst.decode_indices(indices, received)
+    hook.remove()
+    x = torch.cat(feats).permute(0, 2, 3, 1).reshape(-1, channels)
+    y = torch.nn.functional.pixel_unshuffle(torch.cat(targets) - 0.5, 2)
+    y = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+    design = torch.cat([x, torch.ones(len(x), 1)], 1).double()
+    solution = torch.linalg.lstsq(design, y.double()).solution.float()
+    dst.dec_up[level].weight.copy_(solution[:channels].T[:, :, None, None])
+    dst.dec_up[level].bias.copy_(solution[channels])
+    return dst
+
+
+def learn_only_levels(trainer: Trainer, levels: list[int]) -> list[str]:
+    """Fix every tensor but synthesis ``levels`` (blocks, the convs around them, their FiLM
+    columns); returns the names that learn."""
+    net = trainer.net
+    learning = tuple(f"dec_levels.{i}." for i in levels) + tuple(
+        f"dec_up.{j}." for i in levels for j in (i - 1, i) if j >= 0
+    )
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith(learning) or name == "stage_film.weight")
+    if trainer.film_kept is None:  # on --resume the checkpoint brought its own
+        kept = torch.ones(net.stage_film.weight.shape[1], dtype=torch.bool)
+        for block, (start, width) in film_columns(net.config).items():
+            if int(block.split(".")[1]) in levels:
+                kept[start : start + width] = False
+        trainer.fix_film_columns(kept)
+    trainer.frozen.add("codebooks")
+    return [n for n, p in net.named_parameters() if p.requires_grad]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["cut"]:
+        ap = argparse.ArgumentParser(prog="narrow_level.py cut")
+        ap.add_argument("weights")
+        ap.add_argument("dest")
+        ap.add_argument("--level", type=int, default=3)
+        ap.add_argument("--channels", type=int, required=True)
+        ap.add_argument("--data", required=True, help="the training folder (never Kodak)")
+        ap.add_argument("--crops", type=int, default=24)
+        ap.add_argument("--crop-px", type=int, default=256)
+        a = ap.parse_args(argv[1:])
+        # The training split, loaded as training loads it (the held-out images stay out).
+        train_paths, _ = split_paths(list_images(a.data))
+        images = load_corpus(train_paths, TrainConfig.max_side_px, a.crop_px)
+        crops = random_crops(images, a.crops, a.crop_px, np.random.default_rng(7))
+        net = cut(load_codec(a.weights).net, a.level, a.channels, crops)
+        blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
+        torch.save({**blob, "name": "custom", "step": 0}, a.dest)
+        print(f"wrote {a.dest}: dec_channels {list(net.config.dec_channels)}", file=sys.stderr)
+        return 0
+    if argv[:1] == ["train"]:
+        ap = argparse.ArgumentParser(prog="narrow_level.py train", add_help=False)
+        ap.add_argument("--learn-levels", required=True)
+        known, rest = ap.parse_known_args(argv[1:])
+        args = parse_args(rest)
+        if args.init_weights and not args.config:
+            args.config = json.dumps(load_codec(args.init_weights).config.to_dict())
+        fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+        trainer = Trainer(TrainConfig(**fields))
+        last = Path(args.out) / "last.ckpt"
+        if args.resume and last.exists():
+            trainer.load(last)
+        else:
+            trainer.init_from_weights(Path(args.init_weights))
+        levels = [int(v) for v in known.learn_levels.split(",")]
+        print("learning:", learn_only_levels(trainer, levels), file=sys.stderr)
+        trainer.run()
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
