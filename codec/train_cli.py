@@ -18,7 +18,7 @@ from pathlib import Path
 from codec.checkpoint import average_weights, export_weights
 from codec.train import TrainConfig, Trainer, freeze_parts, validate_weights
 
-__all__ = ["OPTION_HELP", "cli", "main", "parse_args"]
+__all__ = ["OPTION_HELP", "cli", "main", "parse_args", "trainer_from_args"]
 
 
 OPTION_HELP = {
@@ -185,7 +185,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         a = p.parse_args(argv[1:])
         print(json.dumps(validate_weights(Path(a.weights), a.data, a.crop_px)))
         return
-    args = parse_args(argv, prog)
+    trainer_from_args(parse_args(argv, prog)).run()
+
+
+def trainer_from_args(args: argparse.Namespace) -> Trainer:
+    """A :class:`Trainer` for parsed options: resumed from ``--out``'s checkpoint with
+    ``--resume``, else started from ``--init-weights`` (whose shape it inherits) or afresh."""
     if args.init_weights and not args.config and not args.resume:
         # A fine-tune inherits the shape of the weights it starts from (latent_norm and all).
         from codec.zoo import load_codec
@@ -199,4 +204,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> 
         print(f"resumed at step {trainer.step}", file=sys.stderr)
     elif args.init_weights:
         trainer.init_from_weights(Path(args.init_weights))
-    trainer.run()
+    return trainer

@@ -21,9 +21,7 @@ other tensor (encoder, codebooks, other levels) stays as it is. A run resumes wi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,7 +30,7 @@ from codec.data import list_images, load_corpus, random_crops
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import split_paths
 from codec.train import TrainConfig, Trainer
-from codec.train_cli import parse_args
+from codec.train_cli import parse_args, trainer_from_args
 from codec.zoo import load_codec
 
 
@@ -164,16 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ap = argparse.ArgumentParser(prog="narrow_level.py train", add_help=False)
         ap.add_argument("--learn-levels", required=True)
         known, rest = ap.parse_known_args(argv[1:])
-        args = parse_args(rest)
-        if args.init_weights and not args.config:
-            args.config = json.dumps(load_codec(args.init_weights).config.to_dict())
-        fields = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-        trainer = Trainer(TrainConfig(**fields))
-        last = Path(args.out) / "last.ckpt"
-        if args.resume and last.exists():
-            trainer.load(last)
-        else:
-            trainer.init_from_weights(Path(args.init_weights))
+        trainer = trainer_from_args(parse_args(rest, "narrow_level.py train"))
         levels = [int(v) for v in known.learn_levels.split(",")]
         print("learning:", learn_only_levels(trainer, levels), file=sys.stderr)
         trainer.run()
