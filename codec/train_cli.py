@@ -125,7 +125,9 @@ def cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as exc:  # CheckpointError and the config's checks included
+    # Input, files and environment, as satlink's CLI counts them (CheckpointError, the config's
+    # checks and an unknown --init-weights model included); anything else is a bug: a traceback.
+    except (OSError, ValueError, LookupError, EOFError) as exc:
         text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 2

@@ -610,7 +610,11 @@ def test_module_entry_reports_a_bad_file_in_one_line(tmp_path):
     """`python -m codec.train` answers as `satlink codec train` does: one line, exit 2."""
     import subprocess
 
-    for args in (["average", "out.pt", "missing.pt"], ["export", "missing.ckpt", "out.pt"]):
+    for args in (
+        ["average", "out.pt", "missing.pt"],
+        ["export", "missing.ckpt", "out.pt"],
+        ["--init-weights", "missing-model", "--data", ".", "--out", "run"],
+    ):
         run = subprocess.run(
             [sys.executable, "-m", "codec.train", *args],
             cwd=tmp_path, capture_output=True, text=True, timeout=120,
