@@ -73,9 +73,36 @@ def test_cut_keeps_the_rest_and_starts_near_the_wide_model():
     assert err_cut < 0.5 * err_fresh, (float(err_cut), float(err_fresh))
 
 
+def test_cut_a_middle_level_of_two_blocks():
+    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 2, 1]})
+    torch.manual_seed(0)
+    wide = ProgressiveCodec(config).eval()
+    with torch.no_grad():
+        for name, p in wide.named_parameters():
+            if "pw2" in name or "proj" in name or "stage_film" in name:
+                p.normal_(0, 0.2)
+    narrow = narrow_level.cut(wide, 2, 6, _smooth_images(6))
+    assert list(narrow.config.dec_channels) == [16, 12, 6, 8]
+    assert narrow.dec_levels[2][1].pw1.weight.shape == (12, 6, 1, 1)
+    for name in ("dec_levels.3.0.pw1.weight", "dec_levels.1.0.dw.weight", "dec_up.3.weight"):
+        assert torch.equal(narrow.state_dict()[name], wide.state_dict()[name]), name
+    # Closer to the wide model than the same shape with that level and its convs fresh.
+    fresh = ProgressiveCodec(narrow.config).eval()
+    touched = ("dec_levels.2.", "dec_up.1.", "dec_up.2.", "stage_film.")
+    fresh.load_state_dict(
+        {k: v for k, v in narrow.state_dict().items() if not k.startswith(touched)}, strict=False
+    )
+    test = _smooth_images(4)
+    with torch.no_grad():
+        ref = wide.decode_indices(wide.encode_indices(test))
+        err_cut = (narrow.decode_indices(narrow.encode_indices(test)) - ref).pow(2).mean()
+        err_fresh = (fresh.decode_indices(fresh.encode_indices(test)) - ref).pow(2).mean()
+    assert err_cut < 0.5 * err_fresh, (float(err_cut), float(err_fresh))
+
+
 def test_cut_refuses_a_level_it_cannot_cut():
-    with pytest.raises(ValueError, match="last synthesis level"):
-        narrow_level.cut(_wide(), 2, 6, _smooth_images(2))
+    with pytest.raises(ValueError, match="--level"):
+        narrow_level.cut(_wide(), 0, 6, _smooth_images(2))
     with pytest.raises(ValueError, match="--channels"):
         narrow_level.cut(_wide(), 3, 8, _smooth_images(2))
 

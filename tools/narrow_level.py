@@ -6,11 +6,11 @@
         --data ../shared/data/train --out runs/n1 [any option of python -m codec.train]
     python tools/narrow_level.py train --learn-levels 2,3 --init-weights N1_AVERAGE.pt ...
 
-``cut`` keeps the level's channels (and FFN hidden units) that carry the most energy to the
-output, measured on random training crops decoded at every depth, slices every tensor of the
-level to them, and refits the level's last 1×1 conv by least squares to the original model's
-output: the narrower model starts near the wide one instead of from scratch. The file it
-writes is a training export (model id 0), not a release.
+``cut`` keeps the level's channels (and each block's FFN hidden units) that carry the most
+energy to the next level, measured on random training crops decoded at every depth, slices
+every tensor of the level to them, and refits the 1×1 conv after the level by least squares to
+what the original model hands on: the narrower model starts near the wide one instead of from
+scratch. The file it writes is a training export (model id 0), not a release.
 
 ``train`` runs :class:`codec.train.Trainer` with only the named synthesis levels learning: their
 blocks, the upsampling convs into and out of them and their columns of the FiLM table; every
@@ -43,78 +43,88 @@ def _depth_masks(indices: torch.Tensor):
 
 @torch.no_grad()
 def cut(src: ProgressiveCodec, level: int, channels: int, crops: torch.Tensor) -> ProgressiveCodec:
-    """``src`` with synthesis level ``level``'s width cut to ``channels`` (its last block's
-    output must feed the final 1×1 conv: ``level`` is the last level)."""
+    """``src`` with synthesis level ``level`` (1 = 1/8 resolution, ... the last = 1/2) cut to
+    ``channels``, its blocks' FFNs to ``channels * ffn_ratio``; ``crops`` ``[N, 3, H, W]`` are
+    the training pictures the choice and the refit are measured on."""
     cfg = src.config
-    if level != len(cfg.dec_channels) - 1 or cfg.dec_depths[level] != 1:
-        raise ValueError("only the last synthesis level, of one block, can be cut")
+    if not 0 < level < len(cfg.dec_channels):
+        raise ValueError(f"--level must be between 1 and {len(cfg.dec_channels) - 1}, got {level}")
     wide = cfg.dec_channels[level]
     if not 0 < channels < wide:
         raise ValueError(f"--channels must be between 1 and {wide - 1}, got {channels}")
-    new_cfg = CodecConfig.from_dict(
-        {**cfg.to_dict(), "dec_channels": [*cfg.dec_channels[:level], channels]}
-    )
+    dec_channels = list(cfg.dec_channels)
+    dec_channels[level] = channels
+    new_cfg = CodecConfig.from_dict({**cfg.to_dict(), "dec_channels": dec_channels})
     dst = ProgressiveCodec(new_cfg).eval()
     own = dst.state_dict()
     dst.load_state_dict(
         {k: v for k, v in src.state_dict().items() if own[k].shape == v.shape}, strict=False
     )
     src = src.eval()
-    old_block, new_block = src.dec_levels[level][0], dst.dec_levels[level][0]
+    old_blocks, new_blocks = src.dec_levels[level], dst.dec_levels[level]
+    old_out, new_out = src.dec_up[level], dst.dec_up[level]
     indices = src.encode_indices(crops)
 
-    grabbed: dict[str, list[torch.Tensor]] = {"out": [], "hidden": []}
+    # What the wide level hands on (its last block's output and the conv after it), and each
+    # block's FFN activations.
+    grabbed: dict[str, list[torch.Tensor]] = {"out": [], "next": []}
     hooks = [
-        old_block.register_forward_hook(lambda m, i, o: grabbed["out"].append(o)),
-        old_block.pw1.register_forward_hook(lambda m, i, o: grabbed["hidden"].append(o.relu())),
+        old_blocks[-1].register_forward_hook(lambda m, i, o: grabbed["out"].append(o)),
+        old_out.register_forward_hook(lambda m, i, o: grabbed["next"].append(o)),
     ]
-    targets = [src.decode_indices(indices, r) for r in _depth_masks(indices)]
+    for j, block in enumerate(old_blocks):
+        grabbed[j] = []
+        hooks.append(
+            block.pw1.register_forward_hook(lambda m, i, o, j=j: grabbed[j].append(o.relu()))
+        )
+    for received in _depth_masks(indices):
+        src.decode_indices(indices, received)
     for hook in hooks:
         hook.remove()
-    out, hidden = torch.cat(grabbed["out"]), torch.cat(grabbed["hidden"])
-    last = src.dec_up[level].weight[:, :, 0, 0]
-    keep = (last.pow(2).sum(0) * out.pow(2).mean((0, 2, 3))).argsort(descending=True)[:channels]
+    out = torch.cat(grabbed["out"])
+    after = old_out.weight[:, :, 0, 0]
+    keep = (after.pow(2).sum(0) * out.pow(2).mean((0, 2, 3))).argsort(descending=True)[:channels]
     keep = keep.sort().values
-    pw2 = old_block.pw2.weight[:, :, 0, 0]
-    energy = pw2[keep].pow(2).sum(0) * hidden.pow(2).mean((0, 2, 3))
-    hid = energy.argsort(descending=True)[: channels * cfg.ffn_ratio].sort().values
 
     # pixel_shuffle takes each output channel from 4 consecutive channels of the conv before it
     rows = (keep[:, None] * 4 + torch.arange(4)).flatten()
-    up_in, up_in_old = dst.dec_up[level - 1], src.dec_up[level - 1]
-    up_in.weight.copy_(up_in_old.weight[rows])
-    up_in.bias.copy_(up_in_old.bias[rows])
-    new_block.dw.weight.copy_(old_block.dw.weight[keep])
-    new_block.dw.bias.copy_(old_block.dw.bias[keep])
-    new_block.pw1.weight.copy_(old_block.pw1.weight[hid][:, keep])
-    new_block.pw1.bias.copy_(old_block.pw1.bias[hid])
-    new_block.pw2.weight.copy_(old_block.pw2.weight[keep][:, hid])
-    new_block.pw2.bias.copy_(old_block.pw2.bias[keep])
-    block = f"dec_levels.{level}.0"
+    dst.dec_up[level - 1].weight.copy_(src.dec_up[level - 1].weight[rows])
+    dst.dec_up[level - 1].bias.copy_(src.dec_up[level - 1].bias[rows])
     old_cols, new_cols = film_columns(cfg), film_columns(new_cfg)
     film, old_film = dst.stage_film.weight, src.stage_film.weight
-    for other, (start, width) in new_cols.items():  # the table's width changed: move the rest
-        if other != block:
+    for name, (start, width) in new_cols.items():  # the table's width changed: move the rest
+        if not name.startswith(f"dec_levels.{level}."):
             film[:, start : start + width] = old_film[
-                :, old_cols[other][0] : old_cols[other][0] + width
+                :, old_cols[name][0] : old_cols[name][0] + width
             ]
-    old_col, new_col = old_cols[block][0], new_cols[block][0]
-    film[:, new_col : new_col + channels] = old_film[:, old_col + keep]
-    film[:, new_col + channels : new_col + 2 * channels] = old_film[:, old_col + wide + keep]
+    for j, (old, new) in enumerate(zip(old_blocks, new_blocks, strict=True)):
+        pw2 = old.pw2.weight[:, :, 0, 0]
+        energy = pw2[keep].pow(2).sum(0) * torch.cat(grabbed[j]).pow(2).mean((0, 2, 3))
+        hid = energy.argsort(descending=True)[: channels * cfg.ffn_ratio].sort().values
+        new.dw.weight.copy_(old.dw.weight[keep])
+        new.dw.bias.copy_(old.dw.bias[keep])
+        new.pw1.weight.copy_(old.pw1.weight[hid][:, keep])
+        new.pw1.bias.copy_(old.pw1.bias[hid])
+        new.pw2.weight.copy_(old.pw2.weight[keep][:, hid])
+        new.pw2.bias.copy_(old.pw2.bias[keep])
+        name = f"dec_levels.{level}.{j}"
+        old_col, new_col = old_cols[name][0], new_cols[name][0]
+        film[:, new_col : new_col + channels] = old_film[:, old_col + keep]
+        film[:, new_col + channels : new_col + 2 * channels] = old_film[:, old_col + wide + keep]
 
-    # Refit the last conv: the narrow block's output -> the wide model's output before the shuffle
+    # Refit the conv after the level: the narrow level's output -> what the wide one handed on
     feats: list[torch.Tensor] = []
-    hook = new_block.register_forward_hook(lambda m, i, o: feats.append(o))
+    hook = new_blocks[-1].register_forward_hook(lambda m, i, o: feats.append(o))
     for received in _depth_masks(indices):
         dst.decode_indices(indices, received)
     hook.remove()
     x = torch.cat(feats).permute(0, 2, 3, 1).reshape(-1, channels)
-    y = torch.nn.functional.pixel_unshuffle(torch.cat(targets) - 0.5, 2)
+    y = torch.cat(grabbed["next"])
     y = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
     design = torch.cat([x, torch.ones(len(x), 1)], 1).double()
     solution = torch.linalg.lstsq(design, y.double()).solution.float()
-    dst.dec_up[level].weight.copy_(solution[:channels].T[:, :, None, None])
-    dst.dec_up[level].bias.copy_(solution[channels])
+    new_out.weight.copy_(solution[:channels].T[:, :, None, None])
+    new_out.bias.copy_(solution[channels])
     return dst
 
 
