@@ -29,7 +29,8 @@ SHAPES: list[tuple[list[int], list[int]]] = [
     ([256, 128, 96, 48], [3, 2, 2, 1]),  # shipped
     ([256, 128, 64, 32], [3, 2, 1, 1]),
     ([256, 128, 64, 32], [4, 3, 2, 1]),  # the above, one block more at each of the first three
-    ([256, 128, 64, 24], [4, 3, 2, 1]),  # the above, the 1/2 level at 24 channels
+    ([256, 128, 64, 24], [4, 3, 2, 1]),  # the above, the 1/2 level at 24 channels (v9)
+    ([256, 128, 48, 24], [4, 3, 2, 1]),  # v9 with the 1/4 level at 48 channels
     ([256, 128, 48, 24], [3, 2, 1, 1]),
     ([192, 96, 64, 32], [2, 2, 1, 1]),
 ]

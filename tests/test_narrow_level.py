@@ -140,3 +140,18 @@ def test_train_moves_only_the_named_levels(tmp_path):
     film_before, film_after = before["stage_film.weight"], after["stage_film.weight"]
     assert torch.equal(film_before[:, :start], film_after[:, :start])
     assert not torch.equal(film_before[:, start:], film_after[:, start:])
+
+
+def test_command_line_reports_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["cut", "missing.pt", "out.pt", "--channels", "4", "--data", "."], []):
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "narrow_level.py"), *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("Narrow one synthesis level")  # no subcommand: the usage
+    assert not (tmp_path / "out.pt").exists()

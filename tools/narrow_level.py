@@ -21,7 +21,9 @@ other tensor (encoder, codebooks, other levels) stays as it is. A run resumes wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -159,13 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--crops", type=int, default=24)
         ap.add_argument("--crop-px", type=int, default=256)
         a = ap.parse_args(argv[1:])
+        src = load_codec(a.weights).net
         # The training split, loaded as training loads it (the held-out images stay out).
         train_paths, _ = split_paths(list_images(a.data))
         images = load_corpus(train_paths, TrainConfig.max_side_px, a.crop_px)
         crops = random_crops(images, a.crops, a.crop_px, np.random.default_rng(7))
-        net = cut(load_codec(a.weights).net, a.level, a.channels, crops)
+        net = cut(src, a.level, a.channels, crops)
         blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
-        torch.save({**blob, "name": "custom", "step": 0}, a.dest)
+        tmp = Path(f"{a.dest}.tmp")  # a cut file appears whole or not at all
+        torch.save({**blob, "name": "custom", "step": 0}, tmp)
+        os.replace(tmp, a.dest)
         print(f"wrote {a.dest}: dec_channels {list(net.config.dec_channels)}", file=sys.stderr)
         return 0
     if argv[:1] == ["train"]:
@@ -181,5 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def cli() -> int:
+    """:func:`main` with a bad file or setting as one line and exit status 2."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("narrow_level.py: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, LookupError, EOFError) as exc:
+        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print(f"narrow_level.py: error: {text}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
