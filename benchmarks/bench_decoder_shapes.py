@@ -7,9 +7,9 @@ does not depend on them).
 The decoder runs after every packet, so its time is most of a replay's. Its cost sits in the
 high-resolution levels (1/4 and 1/2, before the last pixel shuffle), where the parameters are
 few: narrowing those levels cuts time at almost no cost in parameters. The first three shapes
-keep the shipped encoder, quantizer and 1/16 and 1/8 levels (a model of that shape could start
-from the shipped weights there and train the rest); the first row is the shipped shape, the
-baseline of the ratios.
+keep v2–v7's encoder, quantizer and 1/16 and 1/8 levels (a model of that shape could start
+from those weights there and train the rest); the first row, v2–v7's shape, is the baseline of
+the ratios; v8's and v9's shapes are rows three and four.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from codec.model import CodecConfig, ProgressiveCodec
 
 # (synthesis channels at 1/16, 1/8, 1/4, 1/2 resolution; blocks at each)
 SHAPES: list[tuple[list[int], list[int]]] = [
-    ([256, 128, 96, 48], [3, 2, 2, 1]),  # shipped
+    ([256, 128, 96, 48], [3, 2, 2, 1]),  # v2-v7
     ([256, 128, 64, 32], [3, 2, 1, 1]),
-    ([256, 128, 64, 32], [4, 3, 2, 1]),  # the above, one block more at each of the first three
+    ([256, 128, 64, 32], [4, 3, 2, 1]),  # v8: the above, one block more at each of the first three
     ([256, 128, 64, 24], [4, 3, 2, 1]),  # the above, the 1/2 level at 24 channels (v9)
     ([256, 128, 48, 24], [4, 3, 2, 1]),  # v9 with the 1/4 level at 48 channels
     ([256, 128, 48, 24], [3, 2, 1, 1]),
@@ -64,7 +64,7 @@ def main() -> None:
     base_ms = statistics.median(times[0])
     for (channels, depths), net, got in zip(SHAPES, nets, times, strict=True):
         ms = statistics.median(got)
-        mark = " (shipped)" if net is nets[0] else ""
+        mark = " (v2–v7, the baseline)" if net is nets[0] else ""
         print(
             f"| {channels} × {depths}{mark} | {ms:.1f} | {ms / base_ms:.2f} | "
             f"{net.num_parameters() / 1e6:.2f} |"
