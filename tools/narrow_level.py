@@ -31,16 +31,16 @@ import torch
 from codec.data import list_images, load_corpus, random_crops
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import split_paths
-from codec.train import TrainConfig, Trainer
+from codec.train import TrainConfig, Trainer, depth_mask
 from codec.train_cli import parse_args, trainer_from_args
 from codec.zoo import load_codec
 
 
 def _depth_masks(indices: torch.Tensor):
+    """The received masks of depths 1..S for ``indices`` ``[B, S, h, w]``, one batch each."""
+    full = torch.ones_like(indices, dtype=torch.bool)
     for depth in range(1, indices.shape[1] + 1):
-        received = torch.zeros_like(indices, dtype=torch.bool)
-        received[:, :depth] = True
-        yield received
+        yield depth_mask(full, torch.full((len(indices),), depth))
 
 
 @torch.no_grad()
