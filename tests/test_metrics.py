@@ -63,6 +63,20 @@ def test_psnr_batch_matches_single_and_orders_by_noise():
     assert np.allclose(psnr_batch(a, np.stack(tests)), batch)
 
 
+def test_psnr_equals_the_float64_formula_bit_for_bit():
+    # The integer path must not move a single reported digit against the textbook formula,
+    # including the extremes (every sample off by 255) and both ends of the range.
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    tests = [rng.integers(0, 256, a.shape, dtype=np.uint8), 255 - a, _noisy(a, 1.0)]
+    got = psnr_batch(a, tests)
+    for t, g in zip(tests, got, strict=True):
+        mse = np.mean((t.astype(np.float64) - a.astype(np.float64)) ** 2)
+        assert g == 10 * np.log10(255.0**2 / mse)
+    full = np.zeros((16, 16, 3), np.uint8)
+    assert psnr(full, full + 255) == 0.0
+
+
 # -- MS-SSIM -----------------------------------------------------------------------------------
 def test_ms_ssim_identical_is_one_and_drops_with_noise():
     a = _image(200, 240)
