@@ -1,6 +1,7 @@
 """Codec speed against the issue's bars, as a markdown table.
 
     python benchmarks/bench_codec_speed.py [--repeats 5] [--threads 2] [--image PATH]
+        [--against MODEL [--rounds 15]]
 
 With ``torch.set_num_threads(2)`` (``--threads``), median of ``--repeats`` runs after two warm-up
 runs:
@@ -14,6 +15,12 @@ It uses the shipped model (``codec.default_codec()``) when its weights are prese
 default ``CodecConfig`` with random weights (the time does not depend on the weights); the output
 says which. The image is Kodak ``kodim01`` when present, else a synthetic one of the same size.
 The load average is printed because a busy machine (a training run) slows everything down.
+
+``--against MODEL`` (a name, id or file, as ``--model`` takes) also times the 768×512 decode of
+both models in this one process, one decode each per round, their order swapped every round, so
+that a drift in the machine's speed hits both alike; it reports each model's median and the
+median of the per-round ratios (this model over the other). Each model decodes its own code of
+the image.
 """
 
 from __future__ import annotations
@@ -21,13 +28,22 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from benchtools import median_ms
 
-from codec import Codec, CodecConfig, ModelNotFoundError, ProgressiveCodec, default_codec
+from codec import (
+    Codec,
+    CodecConfig,
+    ModelNotFoundError,
+    ProgressiveCodec,
+    default_codec,
+    load_codec,
+)
 from codec.api import load_image
 
 DEFAULT_IMAGE = Path("/work/shared/data/kodak/kodim01.png")
@@ -72,6 +88,28 @@ def _packet_masks(shape: tuple[int, int, int], per_packet: int) -> list[np.ndarr
     return masks
 
 
+def paired_decode_ms(
+    a: Codec, b: Codec, img: np.ndarray, rounds: int
+) -> tuple[float, float, float]:
+    """Medians of ``a``'s and ``b``'s decode of ``img`` (ms) and of the per-round ratio a / b."""
+    codes = [c.encode(img) for c in (a, b)]
+    for _ in range(2):  # warm-up
+        a.decode(codes[0])
+        b.decode(codes[1])
+    times: list[list[float]] = [[], []]
+    for r in range(rounds):
+        for k in (0, 1) if r % 2 == 0 else (1, 0):
+            t0 = time.perf_counter()
+            (a, b)[k].decode(codes[k])
+            times[k].append(time.perf_counter() - t0)
+    ratios = [x / y for x, y in zip(times[0], times[1], strict=True)]
+    return (
+        statistics.median(times[0]) * 1000,
+        statistics.median(times[1]) * 1000,
+        statistics.median(ratios),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -84,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[4, 8],
         help="decode_batch group sizes for the per-packet previews",
     )
+    ap.add_argument("--against", default=None, help="a second model: paired 768×512 decodes")
+    ap.add_argument("--rounds", type=int, default=15, help="rounds of the paired decodes")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -137,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             None,
         )
 
+    paired = ""
+    if args.against:
+        other = load_codec(args.against)
+        a_ms, b_ms, ratio = paired_decode_ms(codec, other, img, args.rounds)
+        paired = (
+            f"| decode 768×512, paired with {other.name}: {codec.name} / {other.name} "
+            f"({args.rounds} rounds, order swapped each round) | {a_ms:.1f} / {b_ms:.1f} "
+            f"| median ratio {ratio:.3f} | |"
+        )
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"# Codec speed ({platform.machine()}, torch {torch.__version__}, "
@@ -154,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---|")
     for label, ms, bar, ok in rows:
         print(f"| {label} | {ms:.1f} | {bar} | {ok} |")
+    if paired:
+        print(paired)
     return 0
 
 
