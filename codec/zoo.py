@@ -19,7 +19,7 @@ from codec.checkpoint import PACKAGE_WEIGHTS, load_weights, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = PACKAGE_WEIGHTS
-DEFAULT_MODEL = "progic-rvq-v9"
+DEFAULT_MODEL = "progic-rvq-v10"
 # model_id (carried in every packet header) -> weight file name
 MODELS: dict[int, str] = {
     4: "progic-rvq-v4",
@@ -28,6 +28,7 @@ MODELS: dict[int, str] = {
     7: "progic-rvq-v7",
     8: "progic-rvq-v8",
     9: "progic-rvq-v9",
+    10: "progic-rvq-v10",
 }
 # Releases whose weights left the package to keep it under 20 MB. Each file stays in the git
 # history at the given commit; ``load_codec`` takes its path, and a packet naming its id is
