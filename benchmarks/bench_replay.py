@@ -10,6 +10,12 @@ load included), and the in-process `replay()` call with its stages timed separat
 
 ``--baseline DIR`` (a checkout, e.g. ``git worktree add /tmp/base <commit>``) also times that
 checkout's `satlink replay`, alternating run by run with this one, and prints the ratio.
+
+    python benchmarks/bench_replay.py --runs 9 --against progic-rvq-v9   # model against model
+
+``--against MODEL`` also times the in-process ``replay()`` (report folder written) with that
+model and with the default one, in one process, their order swapped each run: a model's gain
+without the start-up of a fresh process, whose noise (about ±5 %) hides a few per cent.
 Bar (issue 5): ≤ 15 s on the project's 2-core machine.
 """
 
@@ -44,6 +50,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scenario", default="bds3-rsmc-geo")
     ap.add_argument("--baseline", type=Path, help="another checkout to time alternately")
+    ap.add_argument("--against", help="a second model to time in process, alternately")
     args = ap.parse_args()
     image = args.image if args.image.is_file() else synthetic_768x512()
 
@@ -78,6 +85,17 @@ def main() -> None:
             res = replay(args.scenario, str(image), seed=i, out_dir=tmp, codec=model)
             api_s.append(time.perf_counter() - t0)
             previews = len(res.previews)
+
+    pair_s: list[list[float]] = [[], []]
+    if args.against:
+        models = (model, codec.load_codec(args.against))
+        replay(args.scenario, str(image), codec=models[1])  # warm-up
+        for i in range(args.runs):
+            for k in (0, 1) if i % 2 == 0 else (1, 0):
+                with tempfile.TemporaryDirectory() as tmp:
+                    t0 = time.perf_counter()
+                    replay(args.scenario, str(image), seed=i, out_dir=tmp, codec=models[k])
+                    pair_s[k].append(time.perf_counter() - t0)
 
     # Where the time goes: one decode + score per preview dominates.
     code = model.encode(str(image))
@@ -116,6 +134,15 @@ def main() -> None:
             f"{min(base_s):.2f} | {max(base_s):.2f} | |"
         )
         print(f"| this / baseline, run by run | {statistics.median(ratios):.3f} | "
+              f"{min(ratios):.3f} | {max(ratios):.3f} | |")  # fmt: skip
+    if args.against:
+        ratios = [a / b for a, b in zip(pair_s[0], pair_s[1], strict=True)]
+        for name, ts in ((model.name, pair_s[0]), (args.against, pair_s[1])):
+            print(
+                f"| `replay()` in process, {name}, alternating | {statistics.median(ts):.2f} | "
+                f"{min(ts):.2f} | {max(ts):.2f} | |"
+            )
+        print(f"| {model.name} / {args.against}, run by run | {statistics.median(ratios):.3f} | "
               f"{min(ratios):.3f} | {max(ratios):.3f} | |")  # fmt: skip
     print(f"| one decode (per preview) | {decode_s:.3f} | | | |")
     print(f"| one PSNR + MS-SSIM (per preview) | {score_s:.3f} | | | |")
