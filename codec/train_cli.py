@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from codec.checkpoint import average_weights, export_weights
 from codec.train import TrainConfig, Trainer, freeze_parts, validate_weights
 
-__all__ = ["OPTION_HELP", "cli", "main", "parse_args", "trainer_from_args"]
+__all__ = ["OPTION_HELP", "cli", "main", "parse_args", "run_reporting", "trainer_from_args"]
 
 
 OPTION_HELP = {
@@ -120,8 +121,14 @@ def cli(argv: list[str] | None = None) -> int:
     2
     """
     prog = "python -m codec.train"
+    return run_reporting(prog, lambda: main(argv, prog))
+
+
+def run_reporting(prog: str, fn: Callable[[], int | None]) -> int:
+    """``fn()``'s exit status (0 for None), with input, file and environment errors as one line
+    on stderr and status 2, and an interrupt as status 130; for the training tools' entry points."""
     try:
-        main(argv, prog)
+        status = fn()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -131,7 +138,7 @@ def cli(argv: list[str] | None = None) -> int:
         text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         print(f"{prog}: error: {text}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m codec.train") -> None:

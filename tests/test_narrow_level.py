@@ -123,6 +123,10 @@ def test_train_moves_only_the_named_levels(tmp_path):
     )  # fmt: skip
     trainer = Trainer(cfg)
     trainer.init_from_weights(weights)
+    # A level that does not exist must not make a run that learns nothing.
+    for bad in ([4], [], [-1]):
+        with pytest.raises(ValueError, match="--learn-levels"):
+            narrow_level.learn_only_levels(trainer, bad)
     learning = narrow_level.learn_only_levels(trainer, [3])
     assert set(learning) == {
         "dec_levels.3.0.dw.weight", "dec_levels.3.0.dw.bias", "dec_levels.3.0.pw1.weight",

@@ -1,4 +1,4 @@
-"""Narrow one synthesis level of a released model and retrain around it (how v9 came from v8).
+"""Narrow one synthesis level of a released model and retrain around it (how v9 and v10 were made).
 
     python tools/narrow_level.py cut codec/weights/progic-rvq-v8.pt runs/cut.pt \\
         --level 3 --channels 24 --data ../shared/data/train
@@ -32,7 +32,7 @@ from codec.data import list_images, load_corpus, random_crops
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import split_paths
 from codec.train import TrainConfig, Trainer, depth_mask
-from codec.train_cli import parse_args, trainer_from_args
+from codec.train_cli import parse_args, run_reporting, trainer_from_args
 from codec.zoo import load_codec
 
 
@@ -134,6 +134,10 @@ def learn_only_levels(trainer: Trainer, levels: list[int]) -> list[str]:
     """Fix every tensor but synthesis ``levels`` (blocks, the convs around them, their FiLM
     columns); returns the names that learn."""
     net = trainer.net
+    count = len(net.config.dec_channels)
+    if not levels or any(not 0 <= i < count for i in levels):
+        # A level that does not exist would leave only frozen columns: a run that learns nothing.
+        raise ValueError(f"--learn-levels must name levels between 0 and {count - 1}, got {levels}")
     learning = tuple(f"dec_levels.{i}." for i in levels) + tuple(
         f"dec_up.{j}." for i in levels for j in (i - 1, i) if j >= 0
     )
@@ -188,15 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cli() -> int:
     """:func:`main` with a bad file or setting as one line and exit status 2."""
-    try:
-        return main()
-    except KeyboardInterrupt:
-        print("narrow_level.py: interrupted", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, LookupError, EOFError) as exc:
-        text = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        print(f"narrow_level.py: error: {text}", file=sys.stderr)
-        return 2
+    return run_reporting("narrow_level.py", main)
 
 
 if __name__ == "__main__":
