@@ -107,6 +107,80 @@ def test_cut_refuses_a_level_it_cannot_cut():
         narrow_level.cut(_wide(), 3, 8, _smooth_images(2))
 
 
+def _three_block_level(noop: int) -> ProgressiveCodec:
+    """A model whose 1/4 level has three blocks, block ``noop`` an exact identity."""
+    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 3, 1]})
+    torch.manual_seed(0)
+    net = ProgressiveCodec(config).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "pw2" in name or "proj" in name or "stage_film" in name:
+                p.normal_(0, 0.2)
+        net.dec_levels[2][noop].pw2.weight.zero_()  # residual block: x + 0
+        net.dec_levels[2][noop].pw2.bias.zero_()
+    return net
+
+
+@pytest.mark.parametrize("noop", [0, 1, 2])
+def test_drop_removes_the_block_that_does_nothing(noop):
+    src = _three_block_level(noop)
+    dst, block, changes = narrow_level.drop(src, 2, _smooth_images(4))
+    assert block == noop
+    assert changes[noop] == 0.0 and min(c for i, c in enumerate(changes) if i != noop) > 0
+    assert list(dst.config.dec_depths) == [1, 1, 2, 1]
+    kept = [j for j in range(3) if j != noop]
+    for new_j, old_j in enumerate(kept):
+        for part in ("dw.weight", "pw1.weight", "pw2.bias"):
+            assert torch.equal(
+                dst.state_dict()[f"dec_levels.2.{new_j}.{part}"],
+                src.state_dict()[f"dec_levels.2.{old_j}.{part}"],
+            )
+    # each remaining block keeps its own modulation columns
+    old_cols, new_cols = film_columns(src.config), film_columns(dst.config)
+    for new_j, old_j in enumerate(kept):
+        (a, w), (b, _) = old_cols[f"dec_levels.2.{old_j}"], new_cols[f"dec_levels.2.{new_j}"]
+        assert torch.equal(dst.stage_film.weight[:, b : b + w], src.stage_film.weight[:, a : a + w])
+    (a, w), (b, _) = old_cols["dec_levels.3.0"], new_cols["dec_levels.3.0"]
+    assert torch.equal(dst.stage_film.weight[:, b : b + w], src.stage_film.weight[:, a : a + w])
+    # Dropping an identity changes nothing: the same pictures, at every depth, on new crops.
+    test = _smooth_images(3, side=48)
+    with torch.no_grad():
+        indices = src.encode_indices(test)
+        for received in narrow_level._depth_masks(indices):
+            torch.testing.assert_close(
+                dst.decode_indices(indices, received),
+                src.decode_indices(indices, received),
+                atol=1e-4, rtol=0,
+            )  # fmt: skip
+
+
+def test_drop_refits_the_conv_after_the_level():
+    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 2, 1, 1]})
+    torch.manual_seed(1)
+    src = ProgressiveCodec(config).eval()
+    with torch.no_grad():
+        for name, p in src.named_parameters():
+            if "pw2" in name or "proj" in name or "stage_film" in name:
+                p.normal_(0, 0.2)
+    crops = _smooth_images(6)
+    dst, block, _ = narrow_level.drop(src, 1, crops)
+    plain = narrow_level._without_block(src, 1, block)
+    test = _smooth_images(4)
+    with torch.no_grad():
+        indices = src.encode_indices(test)
+        ref = src.decode_indices(indices)
+        err_refit = (dst.decode_indices(indices) - ref).pow(2).mean()
+        err_plain = (plain.decode_indices(indices) - ref).pow(2).mean()
+    assert 0 < err_refit < err_plain, (float(err_refit), float(err_plain))
+
+
+def test_drop_refuses_a_level_it_cannot_drop():
+    with pytest.raises(ValueError, match="single block"):
+        narrow_level.drop(_wide(), 2, _smooth_images(2))
+    with pytest.raises(ValueError, match="--level"):
+        narrow_level.drop(_wide(), 4, _smooth_images(2))
+
+
 def test_train_moves_only_the_named_levels(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

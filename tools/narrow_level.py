@@ -2,6 +2,8 @@
 
     python tools/narrow_level.py cut codec/weights/progic-rvq-v8.pt runs/cut.pt \\
         --level 3 --channels 24 --data ../shared/data/train
+    python tools/narrow_level.py drop codec/weights/progic-rvq-v10.pt runs/drop.pt \\
+        --level 2 --data ../shared/data/train
     python tools/narrow_level.py train --learn-levels 3 --init-weights runs/cut.pt \\
         --data ../shared/data/train --out runs/n1 [any option of python -m codec.train]
     python tools/narrow_level.py train --learn-levels 2,3 --init-weights N1_AVERAGE.pt ...
@@ -10,7 +12,9 @@
 energy to the next level, measured on random training crops decoded at every depth, slices
 every tensor of the level to them, and refits the 1×1 conv after the level by least squares to
 what the original model hands on: the narrower model starts near the wide one instead of from
-scratch. The file it writes is a training export (model id 0), not a release.
+scratch. ``drop`` removes one block from a level instead: the one whose absence changes the
+model's pictures of those crops least, the conv after the level refitted the same way. Each
+writes a training export (model id 0), not a release.
 
 ``train`` runs :class:`codec.train.Trainer` with only the named synthesis levels learning: their
 blocks, the upsampling convs into and out of them and their columns of the FiLM table; every
@@ -64,7 +68,7 @@ def cut(src: ProgressiveCodec, level: int, channels: int, crops: torch.Tensor) -
     )
     src = src.eval()
     old_blocks, new_blocks = src.dec_levels[level], dst.dec_levels[level]
-    old_out, new_out = src.dec_up[level], dst.dec_up[level]
+    old_out = src.dec_up[level]
     indices = src.encode_indices(crops)
 
     # What the wide level hands on (its last block's output and the conv after it), and each
@@ -114,20 +118,88 @@ def cut(src: ProgressiveCodec, level: int, channels: int, crops: torch.Tensor) -
         film[:, new_col : new_col + channels] = old_film[:, old_col + keep]
         film[:, new_col + channels : new_col + 2 * channels] = old_film[:, old_col + wide + keep]
 
-    # Refit the conv after the level: the narrow level's output -> what the wide one handed on
+    _refit_after_level(dst, level, indices, torch.cat(grabbed["next"]))
+    return dst
+
+
+@torch.no_grad()
+def _refit_after_level(
+    dst: ProgressiveCodec, level: int, indices: torch.Tensor, target: torch.Tensor
+) -> None:
+    """Least-squares refit of the 1×1 conv after ``level``: what ``dst``'s level now hands it ->
+    ``target`` ``[N*S, C, h, w]``, that conv's output in the source model at every depth."""
     feats: list[torch.Tensor] = []
-    hook = new_blocks[-1].register_forward_hook(lambda m, i, o: feats.append(o))
+    hook = dst.dec_levels[level][-1].register_forward_hook(lambda m, i, o: feats.append(o))
     for received in _depth_masks(indices):
         dst.decode_indices(indices, received)
     hook.remove()
+    channels = feats[0].shape[1]
     x = torch.cat(feats).permute(0, 2, 3, 1).reshape(-1, channels)
-    y = torch.cat(grabbed["next"])
-    y = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+    y = target.permute(0, 2, 3, 1).reshape(-1, target.shape[1])
     design = torch.cat([x, torch.ones(len(x), 1)], 1).double()
     solution = torch.linalg.lstsq(design, y.double()).solution.float()
-    new_out.weight.copy_(solution[:channels].T[:, :, None, None])
-    new_out.bias.copy_(solution[channels])
+    dst.dec_up[level].weight.copy_(solution[:channels].T[:, :, None, None])
+    dst.dec_up[level].bias.copy_(solution[channels])
+
+
+def _without_block(src: ProgressiveCodec, level: int, block: int) -> ProgressiveCodec:
+    """``src`` less block ``block`` of synthesis ``level``; every other tensor as it was."""
+    cfg = src.config
+    depths = list(cfg.dec_depths)
+    depths[level] -= 1
+    new_cfg = CodecConfig.from_dict({**cfg.to_dict(), "dec_depths": depths})
+    dst = ProgressiveCodec(new_cfg).eval()
+    renamed = {}
+    prefix = f"dec_levels.{level}."
+    for name, value in src.state_dict().items():
+        if name.startswith(prefix):
+            j, rest = name[len(prefix) :].split(".", 1)
+            if int(j) == block:
+                continue
+            name = f"{prefix}{int(j) - (int(j) > block)}.{rest}"
+        renamed[name] = value
+    old_cols, new_cols = film_columns(cfg), film_columns(new_cfg)
+    old_film, film = renamed.pop("stage_film.weight"), dst.stage_film.weight.detach().clone()
+    for name, (start, width) in new_cols.items():
+        i, j = (int(v) for v in name.split(".")[1:])
+        old_name = f"dec_levels.{i}.{j + (i == level and j >= block)}"
+        film[:, start : start + width] = old_film[:, old_cols[old_name][0] :][:, :width]
+    dst.load_state_dict({**renamed, "stage_film.weight": film})
     return dst
+
+
+@torch.no_grad()
+def drop(
+    src: ProgressiveCodec, level: int, crops: torch.Tensor
+) -> tuple[ProgressiveCodec, int, list[float]]:
+    """``src`` with one block fewer in synthesis ``level`` (0 = 1/16 resolution, ... the last
+    = 1/2): the block whose removal moves ``src``'s pictures of ``crops`` ``[N, 3, H, W]`` least
+    at every depth, with the 1×1 conv after the level refitted. Returns the model, the dropped
+    block's index and each block's mean squared change."""
+    cfg = src.config
+    if not 0 <= level < len(cfg.dec_depths):
+        raise ValueError(f"--level must be between 0 and {len(cfg.dec_depths) - 1}, got {level}")
+    if cfg.dec_depths[level] < 2:
+        raise ValueError(f"--level {level} has a single block; drop needs at least two")
+    src = src.eval()
+    indices = src.encode_indices(crops)
+    masks = list(_depth_masks(indices))
+    target: list[torch.Tensor] = []
+    hook = src.dec_up[level].register_forward_hook(lambda m, i, o: target.append(o))
+    reference = [src.decode_indices(indices, received) for received in masks]
+    hook.remove()
+    changes = []
+    for block in range(cfg.dec_depths[level]):
+        candidate = _without_block(src, level, block)
+        pictures = [candidate.decode_indices(indices, received) for received in masks]
+        changes.append(
+            float(sum((a - b).pow(2).mean() for a, b in zip(pictures, reference, strict=True)))
+            / len(masks)
+        )
+    block = int(np.argmin(changes))
+    dst = _without_block(src, level, block)
+    _refit_after_level(dst, level, indices, torch.cat(target))
+    return dst, block, changes
 
 
 def learn_only_levels(trainer: Trainer, levels: list[int]) -> list[str]:
@@ -155,12 +227,14 @@ def learn_only_levels(trainer: Trainer, levels: list[int]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["cut"]:
-        ap = argparse.ArgumentParser(prog="narrow_level.py cut")
+    if argv[:1] in (["cut"], ["drop"]):
+        command = argv[0]
+        ap = argparse.ArgumentParser(prog=f"narrow_level.py {command}")
         ap.add_argument("weights")
         ap.add_argument("dest")
-        ap.add_argument("--level", type=int, default=3)
-        ap.add_argument("--channels", type=int, required=True)
+        ap.add_argument("--level", type=int, default=3 if command == "cut" else 2)
+        if command == "cut":
+            ap.add_argument("--channels", type=int, required=True)
         ap.add_argument("--data", required=True, help="the training folder (never Kodak)")
         ap.add_argument("--crops", type=int, default=24)
         ap.add_argument("--crop-px", type=int, default=256)
@@ -170,12 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         train_paths, _ = split_paths(list_images(a.data))
         images = load_corpus(train_paths, TrainConfig.max_side_px, a.crop_px)
         crops = random_crops(images, a.crops, a.crop_px, np.random.default_rng(7))
-        net = cut(src, a.level, a.channels, crops)
+        if command == "cut":
+            net = cut(src, a.level, a.channels, crops)
+        else:
+            net, block, changes = drop(src, a.level, crops)
+            mse = ", ".join(f"{v:.3g}" for v in changes)
+            print(f"dropped block {block} of level {a.level} (MSE without each: {mse})",
+                  file=sys.stderr)  # fmt: skip
         blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
-        tmp = Path(f"{a.dest}.tmp")  # a cut file appears whole or not at all
+        tmp = Path(f"{a.dest}.tmp")  # the file appears whole or not at all
         torch.save({**blob, "name": "custom", "step": 0}, tmp)
         os.replace(tmp, a.dest)
-        print(f"wrote {a.dest}: dec_channels {list(net.config.dec_channels)}", file=sys.stderr)
+        shape = f"{list(net.config.dec_channels)} x {list(net.config.dec_depths)}"
+        print(f"wrote {a.dest}: synthesis channels x blocks {shape}", file=sys.stderr)
         return 0
     if argv[:1] == ["train"]:
         ap = argparse.ArgumentParser(prog="narrow_level.py train", add_help=False)
