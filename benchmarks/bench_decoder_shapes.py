@@ -9,7 +9,8 @@ high-resolution levels (1/4 and 1/2, before the last pixel shuffle), where the p
 few: narrowing those levels cuts time at almost no cost in parameters. The first three shapes
 keep v2–v7's encoder, quantizer and 1/16 and 1/8 levels (a model of that shape could start
 from those weights there and train the rest); the first row, v2–v7's shape, is the baseline of
-the ratios; v8's and v9's shapes are rows three and four.
+the ratios; v8's, v9's and v10's shapes are rows three to five, and row six is v10 with the
+last block of its 1/16 and 1/8 levels dropped (`tools/narrow_level.py drop`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ SHAPES: list[tuple[list[int], list[int]]] = [
     ([256, 128, 64, 32], [3, 2, 1, 1]),
     ([256, 128, 64, 32], [4, 3, 2, 1]),  # v8: the above, one block more at each of the first three
     ([256, 128, 64, 24], [4, 3, 2, 1]),  # the above, the 1/2 level at 24 channels (v9)
-    ([256, 128, 48, 24], [4, 3, 2, 1]),  # v9 with the 1/4 level at 48 channels
-    ([256, 128, 48, 24], [3, 2, 1, 1]),
+    ([256, 128, 48, 24], [4, 3, 2, 1]),  # v9 with the 1/4 level at 48 channels (v10)
+    ([256, 128, 48, 24], [3, 2, 2, 1]),  # v10 less the last block of the 1/16 and 1/8 levels
+    ([256, 128, 48, 24], [3, 2, 1, 1]),  # ... and of the 1/4 level
     ([192, 96, 64, 32], [2, 2, 1, 1]),
 ]
 
