@@ -1,8 +1,8 @@
-"""Narrow one synthesis level of a released model and retrain around it (how v9 and v10 were made).
+"""Narrow one synthesis level of a released model and retrain around it (how v9–v11 were made).
 
     python tools/narrow_level.py cut codec/weights/progic-rvq-v8.pt runs/cut.pt \\
         --level 3 --channels 24 --data ../shared/data/train
-    python tools/narrow_level.py drop codec/weights/progic-rvq-v10.pt runs/drop.pt \\
+    python tools/narrow_level.py drop codec/weights/progic-rvq-v11.pt runs/drop.pt \\
         --level 2 --data ../shared/data/train
     python tools/narrow_level.py train --learn-levels 3 --init-weights runs/cut.pt \\
         --data ../shared/data/train --out runs/n1 [any option of python -m codec.train]
