@@ -25,14 +25,20 @@ TINY = CodecConfig(
 )  # fmt: skip
 
 
-def _wide() -> ProgressiveCodec:
-    torch.manual_seed(0)
-    net = ProgressiveCodec(TINY).eval()
-    with torch.no_grad():  # a model whose every block does something, as a trained one does
+def _busy(config: CodecConfig = TINY, seed: int = 0) -> ProgressiveCodec:
+    """A model whose every block does something, as a trained one does (a fresh block starts
+    near the identity)."""
+    torch.manual_seed(seed)
+    net = ProgressiveCodec(config).eval()
+    with torch.no_grad():
         for name, p in net.named_parameters():
             if "pw2" in name or "proj" in name or "stage_film" in name:
                 p.normal_(0, 0.2)
     return net
+
+
+def _wide() -> ProgressiveCodec:
+    return _busy()
 
 
 def _smooth_images(n: int, side: int = 64) -> torch.Tensor:
@@ -74,13 +80,7 @@ def test_cut_keeps_the_rest_and_starts_near_the_wide_model():
 
 
 def test_cut_a_middle_level_of_two_blocks():
-    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 2, 1]})
-    torch.manual_seed(0)
-    wide = ProgressiveCodec(config).eval()
-    with torch.no_grad():
-        for name, p in wide.named_parameters():
-            if "pw2" in name or "proj" in name or "stage_film" in name:
-                p.normal_(0, 0.2)
+    wide = _busy(CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 2, 1]}))
     narrow = narrow_level.cut(wide, 2, 6, _smooth_images(6))
     assert list(narrow.config.dec_channels) == [16, 12, 6, 8]
     assert narrow.dec_levels[2][1].pw1.weight.shape == (12, 6, 1, 1)
@@ -109,13 +109,8 @@ def test_cut_refuses_a_level_it_cannot_cut():
 
 def _three_block_level(noop: int) -> ProgressiveCodec:
     """A model whose 1/4 level has three blocks, block ``noop`` an exact identity."""
-    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 3, 1]})
-    torch.manual_seed(0)
-    net = ProgressiveCodec(config).eval()
+    net = _busy(CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 3, 1]}))
     with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "pw2" in name or "proj" in name or "stage_film" in name:
-                p.normal_(0, 0.2)
         net.dec_levels[2][noop].pw2.weight.zero_()  # residual block: x + 0
         net.dec_levels[2][noop].pw2.bias.zero_()
     return net
@@ -155,13 +150,7 @@ def test_drop_removes_the_block_that_does_nothing(noop):
 
 
 def test_drop_refits_the_conv_after_the_level():
-    config = CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 2, 1, 1]})
-    torch.manual_seed(1)
-    src = ProgressiveCodec(config).eval()
-    with torch.no_grad():
-        for name, p in src.named_parameters():
-            if "pw2" in name or "proj" in name or "stage_film" in name:
-                p.normal_(0, 0.2)
+    src = _busy(CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 2, 1, 1]}), seed=1)
     crops = _smooth_images(6)
     dst, block, _ = narrow_level.drop(src, 1, crops)
     plain = narrow_level._without_block(src, 1, block)
