@@ -222,3 +222,40 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path):
         assert "Traceback" not in run.stderr
     assert run.stderr.startswith("Narrow one synthesis level")  # no subcommand: the usage
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_drop_command_writes_a_loadable_model_or_refuses_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from codec.zoo import load_codec
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(corpus / f"{i}.png")
+    net = _busy(CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 2, 1]}))
+    weights = tmp_path / "w.pt"
+    blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
+    torch.save(blob, weights)
+
+    def run(level: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "narrow_level.py"), "drop", str(weights),
+             str(tmp_path / f"out{level}.pt"), "--level", str(level), "--data", str(corpus),
+             "--crop-px", "64", "--crops", "3"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+
+    refused = run(1)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        "narrow_level.py: error: --level 1 has a single block; drop needs at least two"
+    ]
+    assert not (tmp_path / "out1.pt").exists()
+    done = run(2)
+    assert done.returncode == 0, done.stderr
+    assert "x [1, 1, 1, 1]" in done.stderr
+    dropped = load_codec(tmp_path / "out2.pt").net
+    assert list(dropped.config.dec_depths) == [1, 1, 1, 1]

@@ -249,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             net, block, changes = drop(src, a.level, crops)
             mse = ", ".join(f"{v:.3g}" for v in changes)
-            print(f"dropped block {block} of level {a.level} (MSE without each: {mse})",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"dropped block {block} of level {a.level} (MSE without each: {mse})",
+                file=sys.stderr,
+            )
         blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
         tmp = Path(f"{a.dest}.tmp")  # the file appears whole or not at all
         torch.save({**blob, "name": "custom", "step": 0}, tmp)
