@@ -170,12 +170,18 @@ def test_drop_refuses_a_level_it_cannot_drop():
         narrow_level.drop(_wide(), 4, _smooth_images(2))
 
 
-def test_train_moves_only_the_named_levels(tmp_path):
-    corpus = tmp_path / "corpus"
+def _corpus(folder: Path, count: int, seed: int) -> Path:
+    """``count`` random 96×96 pictures in ``folder``/corpus, a training folder for the tools."""
+    corpus = folder / "corpus"
     corpus.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(24):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
         Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(corpus / f"{i}.png")
+    return corpus
+
+
+def test_train_moves_only_the_named_levels(tmp_path):
+    corpus = _corpus(tmp_path, 24, seed=3)
     weights = tmp_path / "w.pt"
     wide = _wide()
     torch.save({"state_dict": wide.state_dict(), "config": TINY.to_dict(), "model_id": 0}, weights)
@@ -230,11 +236,7 @@ def test_drop_command_writes_a_loadable_model_or_refuses_in_one_line(tmp_path):
 
     from codec.zoo import load_codec
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(12):
-        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(corpus / f"{i}.png")
+    corpus = _corpus(tmp_path, 12, seed=5)
     net = _busy(CodecConfig.from_dict({**TINY.to_dict(), "dec_depths": [1, 1, 2, 1]}))
     weights = tmp_path / "w.pt"
     blob = {"state_dict": net.state_dict(), "config": net.config.to_dict(), "model_id": 0}
