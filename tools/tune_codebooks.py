@@ -1,0 +1,158 @@
+"""Learn the deepest RVQ stages' codebooks by gradient through a fixed decoder.
+
+Training moves codebooks by EMA: each code goes to the mean of the residuals it serves, which
+is the best code for the *latent* but not for the *picture* the decoder renders from it. Here
+every weight of the network is fixed and only the named stages' codes learn, from the same
+L1 + MS-SSIM + chroma loss training uses, at the depths those stages reach::
+
+    python tools/tune_codebooks.py --stages 4,5 --init-weights codec/weights/progic-rvq-v11.pt \\
+        --data ../shared/data/train --out runs/cb --crop-px 256 --batch-size 4 --bf16 true \\
+        --msssim-weight 0.97 --chroma-weight 0 --lr 1e-3 --warmup-steps 20 --steps 100000 \\
+        --lr-clock wall --max-wall-s 1500 --val-every 500 --export-every 250 --export-keep 8
+
+Give ``--crop-px 256`` (the training default is 128): validation scores 256-px crops, and
+MS-SSIM's five scales see a different picture at 128 px; tuned on 128-px crops, the codes
+*lost* 0.0001–0.0002 validation MS-SSIM at stages 4 and 5 instead of gaining it.
+
+Stages are counted from 1, as previews are. Depths below the first named stage decode exactly
+as before (their codes and the decoder do not move), so the tune can only change the deeper
+previews; the indices of the named stages (and of any stage after them) change with their codes.
+Each sample of a batch is decoded once, the depths from the first named stage to the last
+taken in turn. The options are ``python -m codec.train``'s; the schedule (warmup, cosine,
+``--lr-clock wall``), validation log (``OUT/log.jsonl``) and exports (``OUT/step_N.pt``,
+model id 0) are the trainer's. A run does not resume: it is minutes long, and each export is a
+complete weight file to continue from with ``--init-weights``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from codec.quantizer import ResidualVQ
+from codec.train import Trainer, depth_mask
+from codec.train_cli import parse_args, run_reporting, trainer_from_args
+
+__all__ = ["tune_codebooks"]
+
+PROG = "tune_codebooks.py"
+
+
+def _parse_stages(text: str, num_stages: int) -> list[int]:
+    try:
+        stages = sorted({int(v) for v in text.split(",")})
+    except ValueError:
+        stages = []
+    if not stages or not all(1 <= s <= num_stages for s in stages):
+        raise ValueError(f"--stages must name stages between 1 and {num_stages}, got {text!r}")
+    return stages
+
+
+def tune_codebooks(trainer: Trainer, stages: list[int], log=None) -> dict:
+    """Run ``trainer``'s schedule with only ``stages``' (1-based) codebooks learning; returns
+    the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``."""
+    cfg, net = trainer.cfg, trainer.net
+    rvq = net.rvq
+    if not isinstance(rvq, ResidualVQ):
+        raise ValueError("only a residual VQ with EMA codebooks can be tuned this way")
+    s_count = rvq.num_stages
+    for param in net.parameters():
+        param.requires_grad_(False)
+    books = rvq.codebooks  # [S, K, D], a buffer: autograd tracks it once asked to
+    books.requires_grad_(True)
+    learns = torch.zeros(s_count, 1, 1, dtype=books.dtype, device=books.device)
+    learns[[s - 1 for s in stages]] = 1.0
+    # Adam without weight decay never moves an entry whose gradient is always zero.
+    books.register_hook(lambda grad: grad * learns)
+    opt = torch.optim.Adam([books], lr=cfg.lr)
+    depths_cycle = torch.arange(stages[0], s_count + 1)
+    record = {"step": trainer.step, **trainer.validate()}
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+    trainer.net.train()
+    started = trainer.run_started = time.perf_counter()
+    while trainer.step < cfg.steps:
+        if cfg.max_wall_s and time.perf_counter() - started >= cfg.max_wall_s:
+            break
+        for group in opt.param_groups:
+            group["lr"] = trainer.lr_at(trainer.step)
+        x = trainer.batch()
+        b = x.shape[0]
+        with torch.no_grad(), trainer.autocast():
+            z = net.analysis(x).float()
+        with torch.no_grad():
+            indices, _ = net.quantize(z)
+        codewords = rvq.lookup(indices)  # carries the codes' gradient
+        depths = depths_cycle[(torch.arange(b) + trainer.step * b) % len(depths_cycle)]
+        received = torch.ones(indices.shape, dtype=torch.bool, device=z.device)
+        masks = depth_mask(received, depths.to(z.device))
+        latent = net.assemble_latent(codewords, masks)
+        with trainer.autocast():
+            recon = net.synthesis(latent, masks).float()
+        l1, dssim, chroma = trainer.losses(x, recon, per_sample=True)
+        mix = (1 - cfg.msssim_weight) * l1 + cfg.msssim_weight * dssim + cfg.chroma_weight * chroma
+        loss = mix.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        trainer.step += 1
+        record = {"step": trainer.step, "lr": trainer.lr_at(trainer.step), "loss": loss.item()}
+        if trainer.step % cfg.val_every == 0 and trainer.step < cfg.steps:  # the end has its own
+            record.update(trainer.validate())
+            trainer.net.train()
+        if log is not None and len(record) > 3:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if cfg.export_every and trainer.step % cfg.export_every == 0:
+            _export(trainer)
+    books.requires_grad_(False)
+    _export(trainer)
+    record = {"step": trainer.step, **trainer.validate()}
+    if log is not None:
+        log.write(json.dumps(record) + "\n")
+    return record
+
+
+def _export(trainer: Trainer) -> None:
+    rvq = trainer.net.rvq
+    with torch.no_grad():
+        # What an EMA step would divide back out: a run continued from the export with EMA
+        # codebooks starts from the tuned codes, not from the sums of the old ones.
+        rvq.ema_sum.copy_(rvq.codebooks * ResidualVQ.smoothed_count(rvq.ema_count)[..., None])
+    trainer.export_snapshot()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__, file=sys.stderr)
+        return 0 if argv else 2
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=PROG, add_help=False)
+    ap.add_argument("--stages", required=True)
+    known, rest = ap.parse_known_args(argv)
+    args = parse_args(rest, PROG)
+    if not args.init_weights:
+        raise ValueError("--init-weights is required: the codes are tuned for a trained decoder")
+    if args.resume:
+        raise ValueError("--resume is not supported: continue from an export with --init-weights")
+    trainer = trainer_from_args(args)
+    stages = _parse_stages(known.stages, trainer.net.rvq.num_stages)
+    with open(trainer.out / "log.jsonl", "a") as log:
+        last = tune_codebooks(trainer, stages, log)
+    ms = " / ".join(f"{v:.5f}" for v in last["val_msssim"])
+    print(f"{PROG}: stages {stages}, {trainer.step} steps; val MS-SSIM {ms}", file=sys.stderr)
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main` with a bad file or setting as one line and exit status 2."""
+    return run_reporting(PROG, lambda: main(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
