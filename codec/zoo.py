@@ -19,7 +19,7 @@ from codec.checkpoint import PACKAGE_WEIGHTS, load_weights, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = PACKAGE_WEIGHTS
-DEFAULT_MODEL = "progic-rvq-v11"
+DEFAULT_MODEL = "progic-rvq-v12"
 # model_id (carried in every packet header) -> weight file name
 MODELS: dict[int, str] = {
     5: "progic-rvq-v5",
@@ -29,6 +29,7 @@ MODELS: dict[int, str] = {
     9: "progic-rvq-v9",
     10: "progic-rvq-v10",
     11: "progic-rvq-v11",
+    12: "progic-rvq-v12",
 }
 # Releases whose weights left the package to keep it under 20 MB. Each file stays in the git
 # history at the given commit; ``load_codec`` takes its path, and a packet naming its id is
