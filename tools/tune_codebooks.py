@@ -5,7 +5,7 @@ is the best code for the *latent* but not for the *picture* the decoder renders 
 every weight of the network is fixed and only the named stages' codes learn, from the same
 L1 + MS-SSIM + chroma loss training uses, at the depths those stages reach::
 
-    python tools/tune_codebooks.py --stages 4,5 --init-weights codec/weights/progic-rvq-v11.pt \\
+    python tools/tune_codebooks.py --stages 4,5 --init-weights codec/weights/progic-rvq-v12.pt \\
         --data ../shared/data/train --out runs/cb --crop-px 256 --batch-size 4 --bf16 true \\
         --msssim-weight 0.97 --chroma-weight 0 --lr 1e-3 --warmup-steps 20 --steps 100000 \\
         --lr-clock wall --max-wall-s 1500 --val-every 500 --export-every 250 --export-keep 8
