@@ -5,12 +5,13 @@ rotation trick that can replace the straight-through estimator.
 Both quantizers map flat latents ``[N, D]`` to indices ``[S, N]`` and per-stage codewords
 ``[S, N, D]`` and back, so the network and the bitstream do not know which one runs.
 
+>>> _ = torch.manual_seed(0)
 >>> rvq = FactorizedRVQ(num_stages=2, codebook_size=16, dim=8, code_dim=4)
 >>> idx, cw = rvq.quantize(torch.randn(10, 8))
 >>> tuple(idx.shape), tuple(cw.shape)
 ((2, 10), (2, 10, 8))
->>> bool(torch.allclose(rvq.lookup(idx.T.reshape(1, 10, 2, 1).permute(0, 2, 1, 3))[0, :, :, :, 0],
-...                     cw.permute(0, 2, 1)))
+>>> looked_up = rvq.lookup(idx.T.reshape(1, 10, 2, 1).permute(0, 2, 1, 3))[0, :, :, :, 0]
+>>> bool(torch.allclose(looked_up, cw.permute(0, 2, 1), atol=1e-6))  # the same up to rounding
 True
 """
 
