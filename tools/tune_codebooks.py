@@ -26,9 +26,11 @@ complete weight file to continue from with ``--init-weights``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from typing import TextIO
 
 import torch
 
@@ -51,7 +53,7 @@ def _parse_stages(text: str, num_stages: int) -> list[int]:
     return stages
 
 
-def tune_codebooks(trainer: Trainer, stages: list[int], log=None) -> dict:
+def tune_codebooks(trainer: Trainer, stages: list[int], log: TextIO | None = None) -> dict:
     """Run ``trainer``'s schedule with only ``stages``' (1-based) codebooks learning; returns
     the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``."""
     cfg, net = trainer.cfg, trainer.net
@@ -130,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__, file=sys.stderr)
         return 0 if argv else 2
-    import argparse
-
     ap = argparse.ArgumentParser(prog=PROG, add_help=False)
     ap.add_argument("--stages", required=True)
     known, rest = ap.parse_known_args(argv)
