@@ -74,6 +74,7 @@ def tune_codebooks(trainer: Trainer, stages: list[int], log: TextIO | None = Non
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
         log.write(json.dumps(record) + "\n")
+        log.flush()  # the starting point is worth reading while the run goes on
     trainer.net.train()
     started = trainer.run_started = time.perf_counter()
     while trainer.step < cfg.steps:
