@@ -128,3 +128,22 @@ def test_without_init_weights_is_refused(tmp_path, capsys):
     data = _corpus(tmp_path / "data")
     assert tune.cli(["--stages", "3", "--data", str(data), "--out", str(tmp_path / "o")]) == 2
     assert "--init-weights is required" in capsys.readouterr().err
+
+
+def test_depth_weights_equal_or_by_training_stage_weights():
+    assert tune.depth_weights([4, 5], 5, "equal", 0.35).tolist() == [0.5, 0.5]
+    w = tune.depth_weights([2, 3, 4, 5], 5, "stage", 0.35)
+    assert torch.isclose(w.sum(), torch.tensor(1.0))
+    assert torch.allclose(w[:3], w[0].expand(3)) and w[3] > 0.7  # the full depth is favoured
+    with pytest.raises(ValueError, match="--depth-weighting must be"):
+        tune.depth_weights([2], 5, "odd", 0.35)
+
+
+def test_stage_weighting_runs_from_the_command_line(tmp_path):
+    data = _corpus(tmp_path / "data")
+    out = tmp_path / "o"
+    args = ["--stages", "2,3", "--depth-weighting", "stage", "--init-weights",
+            str(_weights(tmp_path / "tiny.pt")), "--data", str(data), "--out", str(out),
+            "--crop-px", "64", "--batch-size", "2", "--steps", "2"]  # fmt: skip
+    assert tune.cli(args) == 0
+    assert len(list(out.glob("step_*.pt"))) == 1

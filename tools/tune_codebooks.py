@@ -18,7 +18,9 @@ Stages are counted from 1, as previews are. Depths below the first named stage d
 as before (their codes and the decoder do not move), so the tune can only change the deeper
 previews; the indices of the named stages (and of any stage after them) change with their codes.
 Each sample of a batch is decoded once, the depths from the first named stage to the last
-taken in turn. The options are ``python -m codec.train``'s; the schedule (warmup, cosine,
+taken in turn (``--depth-weighting equal``, how v12's stages 4 and 5 were tuned), or drawn with
+training's ProGIC weights (``--depth-weighting stage``, ``--stage-weight-p``), which favour the
+full depth. The options are ``python -m codec.train``'s; the schedule (warmup, cosine,
 ``--lr-clock wall``), validation log (``OUT/log.jsonl``) and exports (``OUT/step_N.pt``,
 model id 0) are the trainer's. A run does not resume: it is minutes long, and each export is a
 complete weight file to continue from with ``--init-weights``.
@@ -35,7 +37,7 @@ from typing import TextIO
 import torch
 
 from codec.quantizer import ResidualVQ
-from codec.train import Trainer, depth_mask
+from codec.train import Trainer, depth_mask, sample_depths, stage_weights
 from codec.train_cli import parse_args, run_reporting, trainer_from_args
 
 __all__ = ["tune_codebooks"]
@@ -53,9 +55,31 @@ def _parse_stages(text: str, num_stages: int) -> list[int]:
     return stages
 
 
-def tune_codebooks(trainer: Trainer, stages: list[int], log: TextIO | None = None) -> dict:
+def depth_weights(stages: list[int], num_stages: int, weighting: str, p: float) -> torch.Tensor:
+    """How often each depth the tune can change (``stages[0]`` … ``num_stages``) is drawn:
+    ``"equal"`` all alike, ``"stage"`` by training's ProGIC weights (full depth ``1 - p``, each
+    other ``p / (S - 1)``), renormalised over those depths.
+
+    >>> depth_weights([4, 5], 5, "equal", 0.35).tolist()
+    [0.5, 0.5]
+    >>> [round(w, 3) for w in depth_weights([2, 3, 4, 5], 5, "stage", 0.35).tolist()]
+    [0.096, 0.096, 0.096, 0.712]
+    """
+    count = num_stages - stages[0] + 1
+    if weighting == "equal":
+        return torch.full((count,), 1.0 / count)
+    if weighting == "stage":
+        w = stage_weights(num_stages, p)[stages[0] - 1 :]
+        return w / w.sum()
+    raise ValueError(f"--depth-weighting must be 'equal' or 'stage', got {weighting!r}")
+
+
+def tune_codebooks(
+    trainer: Trainer, stages: list[int], log: TextIO | None = None, weighting: str = "equal"
+) -> dict:
     """Run ``trainer``'s schedule with only ``stages``' (1-based) codebooks learning; returns
-    the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``."""
+    the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``; each
+    sample is decoded at one depth drawn by :func:`depth_weights`."""
     cfg, net = trainer.cfg, trainer.net
     rvq = net.rvq
     if not isinstance(rvq, ResidualVQ):
@@ -70,7 +94,7 @@ def tune_codebooks(trainer: Trainer, stages: list[int], log: TextIO | None = Non
     # Adam without weight decay never moves an entry whose gradient is always zero.
     books.register_hook(lambda grad: grad * learns)
     opt = torch.optim.Adam([books], lr=cfg.lr)
-    depths_cycle = torch.arange(stages[0], s_count + 1)
+    weights = depth_weights(stages, s_count, weighting, cfg.stage_weight_p)
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
         log.write(json.dumps(record) + "\n")
@@ -89,7 +113,10 @@ def tune_codebooks(trainer: Trainer, stages: list[int], log: TextIO | None = Non
         with torch.no_grad():
             indices, _ = net.quantize(z)
         codewords = rvq.lookup(indices)  # carries the codes' gradient
-        depths = depths_cycle[(torch.arange(b) + trainer.step * b) % len(depths_cycle)]
+        if weighting == "equal":  # in turn, as v12's tune ran: every batch sees every depth
+            depths = (torch.arange(b) + trainer.step * b) % len(weights) + stages[0]
+        else:
+            depths = sample_depths(b, weights, trainer.gen) + stages[0] - 1
         received = torch.ones(indices.shape, dtype=torch.bool, device=z.device)
         masks = depth_mask(received, depths.to(z.device))
         latent = net.assemble_latent(codewords, masks)
@@ -135,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     ap = argparse.ArgumentParser(prog=PROG, add_help=False)
     ap.add_argument("--stages", required=True)
+    ap.add_argument("--depth-weighting", default="equal", choices=("equal", "stage"))
     known, rest = ap.parse_known_args(argv)
     args = parse_args(rest, PROG)
     if not args.init_weights:
@@ -144,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = trainer_from_args(args)
     stages = _parse_stages(known.stages, trainer.net.rvq.num_stages)
     with open(trainer.out / "log.jsonl", "a") as log:
-        last = tune_codebooks(trainer, stages, log)
+        last = tune_codebooks(trainer, stages, log, known.depth_weighting)
     ms = " / ".join(f"{v:.5f}" for v in last["val_msssim"])
     print(f"{PROG}: stages {stages}, {trainer.step} steps; val MS-SSIM {ms}", file=sys.stderr)
     return 0
