@@ -110,13 +110,13 @@ def test_cli_writes_loadable_weights_with_consistent_ema_sums(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("stages", "message"),
+    ("settings", "message"),
     [("0", "--stages must name stages between 1 and 3"), ("4", "between 1 and 3"),
-     ("a,b", "got 'a,b'")],
+     ("a,b", "got 'a,b'"), ("3 --depth-weighting odd", "--depth-weighting must be one of")],
 )  # fmt: skip
-def test_bad_stages_are_one_line_and_exit_2(tmp_path, capsys, stages, message):
+def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, settings, message):
     data = _corpus(tmp_path / "data")
-    args = ["--stages", stages, "--init-weights", str(_weights(tmp_path / "tiny.pt")),
+    args = ["--stages", *settings.split(), "--init-weights", str(_weights(tmp_path / "tiny.pt")),
             "--data", str(data), "--out", str(tmp_path / "out"), "--crop-px", "64"]  # fmt: skip
     assert tune.cli(args) == 2
     err = capsys.readouterr().err.strip()
@@ -135,7 +135,7 @@ def test_depth_weights_equal_or_by_training_stage_weights():
     w = tune.depth_weights([2, 3, 4, 5], 5, "stage", 0.35)
     assert torch.isclose(w.sum(), torch.tensor(1.0))
     assert torch.allclose(w[:3], w[0].expand(3)) and w[3] > 0.7  # the full depth is favoured
-    with pytest.raises(ValueError, match="--depth-weighting must be"):
+    with pytest.raises(ValueError, match="--depth-weighting must be one of"):
         tune.depth_weights([2], 5, "odd", 0.35)
 
 

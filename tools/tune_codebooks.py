@@ -43,6 +43,7 @@ from codec.train_cli import parse_args, run_reporting, trainer_from_args
 __all__ = ["tune_codebooks"]
 
 PROG = "tune_codebooks.py"
+WEIGHTINGS = ("equal", "stage")
 
 
 def _parse_stages(text: str, num_stages: int) -> list[int]:
@@ -71,7 +72,7 @@ def depth_weights(stages: list[int], num_stages: int, weighting: str, p: float) 
     if weighting == "stage":
         w = stage_weights(num_stages, p)[stages[0] - 1 :]
         return w / w.sum()
-    raise ValueError(f"--depth-weighting must be 'equal' or 'stage', got {weighting!r}")
+    raise ValueError(f"--depth-weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
 def tune_codebooks(
@@ -113,7 +114,7 @@ def tune_codebooks(
         with torch.no_grad():
             indices, _ = net.quantize(z)
         codewords = rvq.lookup(indices)  # carries the codes' gradient
-        if weighting == "equal":  # in turn, as v12's tune ran: every batch sees every depth
+        if weighting == "equal":  # the depths in turn, as v12's tune drew them
             depths = (torch.arange(b) + trainer.step * b) % len(weights) + stages[0]
         else:
             depths = sample_depths(b, weights, trainer.gen) + stages[0] - 1
@@ -162,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     ap = argparse.ArgumentParser(prog=PROG, add_help=False)
     ap.add_argument("--stages", required=True)
-    ap.add_argument("--depth-weighting", default="equal", choices=("equal", "stage"))
+    ap.add_argument("--depth-weighting", default="equal")
     known, rest = ap.parse_known_args(argv)
+    if known.depth_weighting not in WEIGHTINGS:  # before the corpus is loaded
+        raise ValueError(
+            f"--depth-weighting must be one of {WEIGHTINGS}, got {known.depth_weighting!r}"
+        )
     args = parse_args(rest, PROG)
     if not args.init_weights:
         raise ValueError("--init-weights is required: the codes are tuned for a trained decoder")
