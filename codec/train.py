@@ -519,6 +519,11 @@ class Trainer:
             return l1, 1 - msssim, chroma
         return tuple(v.view(s, -1).mean(1) for v in (l1, 1 - msssim, chroma))
 
+    def mix(self, l1: torch.Tensor, dssim: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+        """The training loss from :meth:`losses`' three terms, by the run's weights."""
+        cfg = self.cfg
+        return (1 - cfg.msssim_weight) * l1 + cfg.msssim_weight * dssim + cfg.chroma_weight * chroma
+
     def train_step(self) -> dict:
         cfg, net = self.cfg, self.net
         for group in self.opt.param_groups:
@@ -533,7 +538,7 @@ class Trainer:
             depths = sample_depths(b, self.weights, self.gen).to(self.device)
         z, indices, codewords, recon = self.reconstruct(x, received.to(self.device), depths)
         l1, dssim, chroma = self.losses(x, recon, per_sample=depths is not None)
-        mix = (1 - cfg.msssim_weight) * l1 + cfg.msssim_weight * dssim + cfg.chroma_weight * chroma
+        mix = self.mix(l1, dssim, chroma)
         if depths is None:
             distortion = (self.weights.to(l1.device) * mix).sum()
         else:

@@ -123,9 +123,7 @@ def tune_codebooks(
         latent = net.assemble_latent(codewords, masks)
         with trainer.autocast():
             recon = net.synthesis(latent, masks).float()
-        l1, dssim, chroma = trainer.losses(x, recon, per_sample=True)
-        mix = (1 - cfg.msssim_weight) * l1 + cfg.msssim_weight * dssim + cfg.chroma_weight * chroma
-        loss = mix.mean()
+        loss = trainer.mix(*trainer.losses(x, recon, per_sample=True)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
