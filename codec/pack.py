@@ -4,7 +4,7 @@ A GPU run gets only what travels with the repository (64 MiB in all), not ``../s
 pack re-encodes every training and validation image (split as ``codec.train`` splits a folder:
 every 20th file held out) as JPEG at quality 90, downscaled to at most ``max_side_px``, in one
 ``.npz``. ``codec.train --data PACK.npz`` trains from it exactly as from the folder. Never build
-one from Kodak: :func:`codec.train.list_images` refuses a folder that holds it.
+one from Kodak: :func:`codec.data.list_images` refuses a folder that holds it.
 
     python -m codec.pack ../shared/data/train runs/pack.npz
 

@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it ("replay" and "sweep" are callable modules)
 _EXPORTS: dict[str, str] = {
     "replay": "satlink.replay",
-    "ReplayResult": "satlink.replay",
+    "ReplayResult": "satlink.result",
     "encode_payload": "satlink.replay",
     "transmit": "satlink.replay",
     "summarise": "satlink.replay",

@@ -191,7 +191,7 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _cmd_codec_train(args: argparse.Namespace) -> int:
-    from codec.train_cli import main as train_main
+    from codec.train.cli import main as train_main
 
     train_main(args.train_args, prog="satlink codec train")
     return 0

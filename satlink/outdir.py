@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import satlink
+from satlink.fileio import atomic_write
 
 try:  # POSIX; elsewhere the folder is not locked (documented in docs/GUARANTEES.md)
     import fcntl
@@ -43,7 +44,6 @@ __all__ = [
     "MANIFEST_NAME",
     "OutputFolder",
     "OutputFolderError",
-    "PreviewStream",
     "write_files",
 ]
 
@@ -57,7 +57,7 @@ class OutputFolderError(ValueError):
 
 
 def _is_temp(name: str) -> bool:
-    # report.atomic_write's temporary files (".name.<hex>.tmp"), left only by a killed writer
+    # fileio.atomic_write's temporary files (".name.<hex>.tmp"), left only by a killed writer
     return name.startswith(".") and name.endswith(".tmp")
 
 
@@ -244,8 +244,6 @@ class OutputFolder:
         return files
 
     def _write_manifest(self) -> None:
-        from satlink.report import atomic_write
-
         manifest = {
             "tool": "satlink",
             "version": satlink.__version__,
@@ -297,76 +295,6 @@ class OutputFolder:
             self.release()
 
 
-class PreviewStream:
-    """Writes each preview to ``previews/NNN.png`` as it arrives and lets go of its pixels.
-
-    After the PNG is written the preview keeps only its path (``Preview.image`` reads the PNG
-    back on access), so a replay's memory does not grow with the number of previews, unless
-    ``keep_images`` asks to keep every image in memory as well. Up to the report's
-    ``MAX_FRAMES`` previews also keep a small ``frame`` for the report, which then need not
-    read them back; past that many none does, so memory stays bounded. A failed write (a full
-    disk) is kept in ``error`` and ends the stream (the call returns False).
-    """
-
-    def __init__(self, folder: OutputFolder, keep_images: bool = False) -> None:
-        self.folder = folder
-        self.keep_images = keep_images
-        self.error: OSError | None = None
-        self._framed: list[Any] | None = []  # previews holding a frame; None: keep no more
-
-    @staticmethod
-    def name(number: int) -> str:
-        return f"previews/{number:03d}.png"
-
-    def __call__(self, preview: Any) -> bool:
-        from satlink.report import save_png
-
-        path = self.folder.file(self.name(preview.number))
-        try:
-            save_png(path, preview.image)
-        except OSError as exc:
-            self.error = exc
-            return False
-        preview.path = path
-        self._keep_frame(preview)
-        if not self.keep_images:
-            preview.image = None  # from now on read back from the PNG
-        return True
-
-    def _keep_frame(self, preview: Any) -> None:
-        from satlink.report.replay_files import MAX_FRAMES, frame_of
-
-        if self._framed is None:
-            return
-        if len(self._framed) == MAX_FRAMES:  # the report will pick frames among more: read back
-            for p in self._framed:
-                p.frame = None
-            self._framed = None
-            return
-        preview.frame = frame_of(preview.image)
-        self._framed.append(preview)
-
-    def settle(self, previews: list[Any], arrivals: Iterable[Any]) -> None:
-        """Keep only the previews whose PNG is on disk (a Ctrl-C or a full disk can strike
-        between rendering a preview and writing it): the summary never counts a picture that
-        is not there. ``previews`` is changed in place; arrivals lose their dropped preview."""
-        kept = []
-        for p in previews:
-            if p.path is None:
-                rel = self.name(p.number)
-                # written, but interrupted before it was noted: an atomic rename, so whole
-                if rel in self.folder.written and self.folder.wrote(rel):
-                    p.path = self.folder.root / rel
-                else:
-                    continue
-            kept.append(p)
-        ids = {id(p) for p in kept}
-        previews[:] = kept
-        for a in arrivals:
-            if a.preview is not None and id(a.preview) not in ids:
-                a.preview = None
-
-
 def write_files(
     out_dir: str | Path, files: Mapping[str, bytes], *, kind: str, flag: str = "--out"
 ) -> list[Path]:
@@ -378,8 +306,6 @@ def write_files(
     >>> write_files("packets", {"packet_000.bin": b"..."}, kind="encode")  # doctest: +SKIP
     [PosixPath('packets/packet_000.bin')]
     """
-    from satlink.report import atomic_write
-
     folder = OutputFolder(out_dir, kind=kind, flag=flag)
     with folder.claim(files):
         paths = []

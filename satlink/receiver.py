@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     # Types only: the codec pulls in torch (seconds), and `import satlink` stays light; the
     # functions that decode import it when they run.
     from codec import Codec, ProgressiveCode
+
+from satlink.fileio import atomic_write
+from satlink.outdir import LOCK_NAME, MANIFEST_NAME
 from satlink.packets import (
     MAX_PACKET_SIZE_BYTES,
     PACKET_FILE_PATTERN,  # the packet-file writer lives in satlink.packets.files
@@ -380,8 +383,6 @@ def decode_files(
     folder = Path(packet_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"packet folder not found: {folder}")
-    from satlink.outdir import LOCK_NAME, MANIFEST_NAME
-
     # `satlink encode` leaves its folder's manifest and lock: bookkeeping, not packets
     files = sorted(
         p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST_NAME, LOCK_NAME)
@@ -456,8 +457,6 @@ def _decode_one(
 
         codec = load_codec(msg.model_id)  # the header names the model that made it
     image = codec.decode(msg.code, msg.received)
-    from satlink.report.files import atomic_write  # here: the receiver needs no report otherwise
-
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     atomic_write(out, buf.getvalue())  # a reader never sees half a PNG

@@ -110,7 +110,7 @@ def test_any_large_enough_subset_recovers_the_source(
 def test_file_messages_recover_from_any_k_packets(size_bytes, ratio, packet, data) -> None:
     blob = np.random.default_rng(size_bytes).integers(0, 256, size_bytes, np.uint8).tobytes()
     sources = packetize_bytes(blob, packet, message_id=3, content_type="image/avif")
-    from satlink.packets.fec import SHARES, block_bounds, repair_count
+    from satlink.packets.blocks import SHARES, block_bounds, repair_count
 
     bounds = block_bounds(len(sources))
     largest = max(b - a for a, b in itertools.pairwise(bounds))

@@ -33,6 +33,7 @@ from satlink.cli import main
 from satlink.outdir import LOCK_NAME, MANIFEST_NAME, OutputFolder, OutputFolderError
 from satlink.receiver import decode_files
 from satlink.replay import REPLAY_FILES, PreviewLimitError, replay
+from satlink.report import replay_files
 from satlink.scenario import ScenarioError, load_scenario
 
 torch.set_num_threads(1)
@@ -235,7 +236,7 @@ def test_sigint_to_a_child_run_leaves_a_consistent_folder(big_png, tmp_path):
 def test_ctrl_c_while_a_preview_is_written_never_counts_a_missing_png(
     small_image, tmp_path, monkeypatch, moment
 ):
-    real, calls = report.save_png, []
+    real, calls = replay_files.save_png, []
 
     def interrupted_save(path, image):
         calls.append(path)
@@ -245,7 +246,7 @@ def test_ctrl_c_while_a_preview_is_written_never_counts_a_missing_png(
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "save_png", interrupted_save)
+    monkeypatch.setattr(replay_files, "save_png", interrupted_save)
     res = replay("bds3-rsmc-geo", small_image, out_dir=tmp_path, overrides=NO_LOSS)
     summary = json.loads((tmp_path / "summary.json").read_text())
     frames = _previews_on_disk(tmp_path)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from satlink import report
+from satlink import fileio, report
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
@@ -32,7 +32,7 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(report.files.os, "replace", broken_replace)
+    monkeypatch.setattr(fileio.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk gone"):
         report.atomic_write(path, b"new")
     assert path.read_bytes() == b"old"

@@ -26,7 +26,7 @@ from codec.train import (
     sample_depths,
     stage_weights,
 )
-from codec.train_cli import main, parse_args
+from codec.train.cli import main, parse_args
 
 torch.set_num_threads(1)
 
@@ -308,7 +308,7 @@ def test_lr_clock_wall_decays_with_the_clock_not_the_step(corpus, tmp_path) -> N
 
 
 def test_freeze_names_an_unknown_part(capsys) -> None:
-    from codec.train_cli import parse_args
+    from codec.train.cli import parse_args
 
     with pytest.raises(SystemExit) as info:
         parse_args(["--data", "d", "--out", "o", "--freeze", "encoder,decoder"])

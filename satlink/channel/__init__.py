@@ -71,9 +71,10 @@ from satlink.channel.config import (
     LossConfig,
     ReturnLinkConfig,
     VisibilityConfig,
+    gilbert_elliott_stationary_loss,
 )
 from satlink.channel.link import Link, LinkRun
-from satlink.channel.loss import Bernoulli, GilbertElliott, gilbert_elliott_stationary_loss
+from satlink.channel.loss import Bernoulli, GilbertElliott
 from satlink.channel.trace import CHANNEL_STATES, OUTCOMES, Delivery, LinkResult, Trace
 from satlink.config import ChannelConfigError
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from satlink.channel.loss import gilbert_elliott_stationary_loss
 from satlink.config import ChannelConfigError, check_choice, check_int, check_real
 
 # BudgetConfig and CircularPass are needed at run time: the scenario loader resolves the
@@ -52,6 +51,7 @@ __all__ = [
     "channel_choice",
     "channel_int",
     "channel_real",
+    "gilbert_elliott_stationary_loss",
 ]
 
 DELAY_MODES = ("fixed", "geometry")
@@ -252,6 +252,17 @@ class VisibilityConfig:
             channel_real(
                 "channel.visibility.duration_s", self.duration_s, lo=0.0, lo_open=True, hi=hi
             )
+
+
+def gilbert_elliott_stationary_loss(p: float, r: float, loss_good: float, loss_bad: float) -> float:
+    """Long-run loss of a Gilbert-Elliott channel: (r*loss_good + p*loss_bad) / (p + r).
+
+    >>> gilbert_elliott_stationary_loss(0.1, 0.4, 0.0, 1.0)
+    0.2
+    """
+    if p + r == 0.0:
+        return float(loss_good)  # the chain never leaves the good state it starts in
+    return (r * loss_good + p * loss_bad) / (p + r)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,11 @@ Every model advances once per message on the wire (not per second), and takes an
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # config imports this module (for the stationary loss): hints only
-    from satlink.channel.config import LossConfig
+from satlink.channel.config import LossConfig
 
 __all__ = [
     "Bernoulli",
@@ -34,7 +33,6 @@ __all__ = [
     "TimedChain",
     "flip_bits",
     "flip_error_events",
-    "gilbert_elliott_stationary_loss",
     "loss_process",
     "packet_error_rate",
 ]
@@ -44,17 +42,6 @@ class LossProcess(Protocol):
     """What the link asks of an erasure model: ``n`` loss decisions and bad-state flags."""
 
     def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def gilbert_elliott_stationary_loss(p: float, r: float, loss_good: float, loss_bad: float) -> float:
-    """Long-run loss of a Gilbert-Elliott channel: (r*loss_good + p*loss_bad) / (p + r).
-
-    >>> gilbert_elliott_stationary_loss(0.1, 0.4, 0.0, 1.0)
-    0.2
-    """
-    if p + r == 0.0:
-        return float(loss_good)  # the chain never leaves the good state it starts in
-    return (r * loss_good + p * loss_bad) / (p + r)
 
 
 class Bernoulli:

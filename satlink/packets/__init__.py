@@ -37,6 +37,7 @@ True
 from __future__ import annotations
 
 from satlink.packets.bitpack import pack_indices, unpack_indices
+from satlink.packets.blocks import FEC_SCHEMES, MAX_BLOCK_SOURCES, PLACEMENTS, block_of
 from satlink.packets.config import FecConfig, PacketsConfig
 from satlink.packets.crc import CRC_USES_C_EXTENSION, crc16_ccitt_false, crc32c, require_c_crc
 from satlink.packets.errors import (
@@ -48,15 +49,7 @@ from satlink.packets.errors import (
     PacketTruncatedError,
     PacketVersionError,
 )
-from satlink.packets.fec import (
-    FEC_SCHEMES,
-    MAX_BLOCK_SOURCES,
-    PLACEMENTS,
-    ProtectedPackets,
-    block_of,
-    protect,
-    repair_packets,
-)
+from satlink.packets.fec import ProtectedPackets, protect, repair_packets
 from satlink.packets.files import PACKET_FILE_PATTERN, encode_to_files, write_packet_files
 from satlink.packets.format import (
     BYTES_HEADER_SIZE_BYTES,

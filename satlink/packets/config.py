@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from satlink.config import ScenarioError, check_choice, check_int, check_real
-from satlink.packets.fec import FEC_SCHEMES, PLACEMENTS
+from satlink.packets.blocks import FEC_SCHEMES, PLACEMENTS
 from satlink.packets.format import (
     DEFAULT_PACKET_SIZE_BYTES,
     MAX_PACKET_SIZE_BYTES,

@@ -29,94 +29,26 @@ RaptorQ block of ``k`` symbols fails to decode from exactly ``k`` of them about 
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import zfec
 
+from satlink.packets.blocks import SHARES, block_bounds, block_of, block_source_seqs, repair_count
+from satlink.packets.config import FecConfig
 from satlink.packets.crc import crc16_function, seal
-from satlink.packets.format import FRAGMENT_REPAIR_MARKER, PayloadKind
-from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
-
-if TYPE_CHECKING:
-    from satlink.packets.config import FecConfig  # config imports this module
+from satlink.packets.format import FRAGMENT_REPAIR_MARKER
+from satlink.packets.packet import IndexPacket, Packet, RepairPacket
+from satlink.packets.parse import parse_packet, parse_packets
 
 __all__ = [
-    "FEC_SCHEMES",
-    "MAX_BLOCK_SOURCES",
-    "PLACEMENTS",
-    "SHARES",
     "ProtectedPackets",
-    "block_bounds",
-    "block_of",
-    "block_source_seqs",
     "decode_block",
     "encode_block",
     "fragment_repairs",
     "protect",
-    "repair_count",
     "repair_packets",
 ]
-
-FEC_SCHEMES: tuple[str, ...] = ("none", "reed-solomon")
-# Where repair packets go in the send order: right after their block's last source packet,
-# all after the last source packet, or spread evenly between the block and the end.
-PLACEMENTS: tuple[str, ...] = ("after-block", "end", "spread")
-MAX_BLOCK_SOURCES = 128  # sources per block; with up to 255 - k repairs (8-bit share number)
-SHARES = 256  # zfec's m: repair share j is the same row of the code for every m > j
-
-
-def block_bounds(count: int) -> list[int]:
-    """Split ``count`` source packets into near-equal blocks of at most
-    :data:`MAX_BLOCK_SOURCES`; return the ``nb + 1`` bounds (block ``j`` is
-    ``[bounds[j], bounds[j + 1])``).
-
-    >>> block_bounds(6), block_bounds(300)
-    ([0, 6], [0, 100, 200, 300])
-    """
-    nb = max(1, -(-count // MAX_BLOCK_SOURCES))
-    return [j * count // nb for j in range(nb + 1)]
-
-
-def block_source_seqs(
-    kind: PayloadKind, order: str, num_stages: int, total: int, stage: int, block: int
-) -> tuple[int, ...]:
-    """``seq`` of the source packets of one block, in share order (derived, never sent).
-
-    >>> block_source_seqs(PayloadKind.INDICES, "position-major", 5, 10, 1, 0)
-    (1, 6)
-    """
-    per_stage = total // num_stages if kind == PayloadKind.INDICES else total
-    bounds = block_bounds(per_stage)
-    chunks = range(bounds[block], bounds[block + 1])
-    if kind == PayloadKind.INDICES and order == "position-major":
-        return tuple(c * num_stages + stage for c in chunks)
-    if kind == PayloadKind.INDICES:
-        return tuple(stage * per_stage + c for c in chunks)
-    return tuple(chunks)
-
-
-def block_of(p: IndexPacket | BytesPacket) -> tuple[int, int]:
-    """``(stage, block)`` of a source packet (stage 0 for a file message)."""
-    if isinstance(p, IndexPacket):
-        pps = p.total // p.num_stages
-        chunk = p.seq // p.num_stages if p.order == "position-major" else p.seq - p.stage * pps
-        stage, count = p.stage, pps
-    else:
-        stage, chunk, count = 0, p.seq, p.total
-    return stage, bisect.bisect_right(block_bounds(count), chunk) - 1
-
-
-def repair_count(ratio: float, k: int) -> int:
-    """Repair packets for a block of ``k`` sources at ``ratio``: ``ceil(ratio * k)``.
-
-    >>> repair_count(0.1, 4), repair_count(1.0, 1), repair_count(0.0, 9)
-    (1, 1, 0)
-    """
-    return math.ceil(ratio * k - 1e-9) if ratio > 0 else 0
 
 
 def encode_block(symbols: Sequence[bytes], shares: Sequence[int]) -> list[bytes]:
@@ -176,8 +108,6 @@ def repair_packets(
     >>> [(s, b, parse_packet(p).share) for s, b, p in rep]
     [(0, 0, 3), (0, 0, 4)]
     """
-    from satlink.packets.parse import parse_packets  # parse imports this module's types
-
     parsed = [p if isinstance(p, Packet) else None for p in packets]
     raw = [i for i, p in enumerate(parsed) if p is None]
     for i, p in zip(raw, parse_packets([packets[i] for i in raw]), strict=True):
@@ -235,8 +165,6 @@ def protect(
     >>> out.is_repair
     [False, False, False, False, False, False, True, True, True]
     """
-    from satlink.packets.parse import parse_packet
-
     sources = list(packets)
     plain = ProtectedPackets(sources, [False] * len(sources), list(range(len(sources))))
     if config.scheme == "none" or not sources:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from satlink.packets import crc
+from satlink.packets.blocks import repair_count
 from satlink.packets.errors import (
     PacketConsistencyError,
     PacketCRCError,
@@ -22,7 +23,7 @@ from satlink.packets.errors import (
     PacketTruncatedError,
     PacketVersionError,
 )
-from satlink.packets.fec import decode_block, fragment_repairs, repair_count
+from satlink.packets.fec import decode_block, fragment_repairs
 from satlink.packets.format import (
     FRAGMENT_CRC_SIZE_BYTES,
     FRAGMENT_HEADER,

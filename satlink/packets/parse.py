@@ -24,6 +24,7 @@ import numpy as np
 
 from satlink.packets import crc
 from satlink.packets.bitpack import unpack_at, unpack_plan
+from satlink.packets.blocks import block_bounds, block_source_seqs
 from satlink.packets.errors import (
     PacketCRCError,
     PacketError,
@@ -191,8 +192,6 @@ def _parse_bytes(data: bytes, n: int) -> BytesPacket:
 def _parse_repair(data: bytes, n: int, kind: int) -> RepairPacket:
     """A repair packet (kind 2: over indices packets, 3: over file packets): the header after
     ``seq`` is the protected message's, ``seq`` is ``block << 8 | share``."""
-    from satlink.packets.fec import block_bounds, block_source_seqs  # fec imports packet types
-
     message_id, rid = MESSAGE_SEQ.unpack_from(data, 1)
     block, share = rid >> 8, rid & 0xFF
     if kind == PayloadKind.REPAIR_INDICES:

@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from satlink.packets.blocks import block_of
 from satlink.packets.errors import (
     PacketConsistencyError,
     PacketError,
     PacketLengthError,
     PacketTruncatedError,
 )
-from satlink.packets.fec import block_of, decode_block
+from satlink.packets.fec import decode_block
 from satlink.packets.format import PayloadKind, check_packet_size
 from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
 from satlink.packets.parse import parse_packet, parse_packets

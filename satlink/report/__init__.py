@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+from satlink.fileio import atomic_write, save_png
 from satlink.report.figures import (
     MSSSIM_THRESHOLDS,
     OUTCOME_COLOURS,
@@ -35,7 +36,7 @@ from satlink.report.figures import (
     write_contact_sheet,
     write_gif,
 )
-from satlink.report.files import atomic_write, rounded, save_png, write_csv, write_json
+from satlink.report.files import rounded, write_csv, write_json
 from satlink.report.html import render_page, table_html, write_page
 from satlink.report.pcap import DLT_USER0, dissector_path, read_pcap, write_pcap
 from satlink.report.replay_files import (

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from satlink.report.files import atomic_write, save_png
+from satlink.fileio import atomic_write, save_png
 
 __all__ = [
     "MARKED_OUTCOMES",

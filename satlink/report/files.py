@@ -1,7 +1,6 @@
-"""Files of a report folder: atomic writes, JSON, CSV, PNG, and the readable summary layout.
+"""Files of a report folder: JSON, CSV and the readable summary layout.
 
-Every file is written to a temporary name and renamed into place (:func:`atomic_write`), so an
-interrupted run never leaves a half-written file behind.
+Each is written whole or not at all (:func:`satlink.fileio.atomic_write`).
 
 >>> rounded({"t_s": 60.2500001, "final_ms_ssim": 0.918812345, "final_psnr_db": 22.8412, "n": 3})
 {'t_s': 60.25, 'final_ms_ssim': 0.9188, 'final_psnr_db': 22.84, 'n': 3}
@@ -13,19 +12,17 @@ import csv
 import io
 import json
 import math
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from satlink.fileio import atomic_write
+
 __all__ = [
-    "atomic_write",
     "json_default",
     "rounded",
-    "save_png",
     "write_csv",
     "write_json",
 ]
@@ -42,31 +39,6 @@ ROUNDING_BY_SUFFIX: tuple[tuple[str, int], ...] = (
     ("lpips", 4),
     ("dists", 4),
 )
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` all at once: readers see the old file or the new, never half.
-
-    The bytes go to a temporary file in the same folder (a rename is atomic only within one
-    file system), named uniquely per call so that two writers of one path (sweep workers, two
-    threads) never share a temporary file; the last rename wins. On failure the temporary file
-    is removed, and an ``OSError`` names ``path`` (a full disk fails a write, which names none).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # x: never reuse a file someone else is writing
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.filename is None or str(exc.filename) == str(tmp):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def json_default(o: Any) -> Any:
@@ -137,18 +109,3 @@ def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:.6g}"
     return v
-
-
-def save_png(path: Path, image: np.ndarray) -> None:
-    """An RGB array ``[H, W, 3]`` (uint8) as a lossless PNG, atomically.
-
-    libpng through imagecodecs with one fixed row filter: a replay writes a preview after
-    every packet, and Pillow's per-row filter search took 32 ms a 768×512 preview against 14 ms
-    here, for files 1 % larger.
-    """
-    import imagecodecs
-
-    data = imagecodecs.png_encode(
-        np.ascontiguousarray(image), level=1, filter=imagecodecs.PNG.FILTER.AVG
-    )
-    atomic_write(path, bytes(data))

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from satlink.report.files import atomic_write, json_default, rounded
+from satlink.fileio import atomic_write
+from satlink.report.files import json_default, rounded
 
 __all__ = [
     "data_uri",

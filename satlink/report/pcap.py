@@ -58,9 +58,9 @@ from pathlib import Path
 from typing import Any
 
 from satlink.channel import OUTCOMES
+from satlink.fileio import atomic_write
 from satlink.receiver import VERDICTS
 from satlink.report.figures import is_transmission
-from satlink.report.files import atomic_write
 
 __all__ = [
     "DLT_USER0",

@@ -1,5 +1,6 @@
-"""The report files of one replay folder, from a :class:`satlink.replay.ReplayResult`:
-quality plots, timeline, contact sheet, GIF, ``packets.pcap`` and ``report.html``.
+"""The files of one replay folder, from a :class:`satlink.result.ReplayResult`: quality plots,
+timeline, contact sheet, GIF, ``packets.pcap`` and ``report.html``, and the previews themselves
+as they arrive (:class:`PreviewStream`).
 
 >>> from satlink.replay import replay
 >>> result = replay("bds3-rsmc-geo", seed=0, out_dir="replay-out")   # doctest: +SKIP
@@ -11,14 +12,17 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from satlink.fileio import save_png
+from satlink.outdir import OutputFolder
+from satlink.receiver import Arrival, Preview
 from satlink.report.figures import (
     MSSSIM_THRESHOLDS,
     OUTCOME_COLOURS,
@@ -34,12 +38,11 @@ from satlink.report.figures import (
 from satlink.report.files import rounded
 from satlink.report.html import figures_html, image_data_uri, table_html, write_page
 from satlink.report.pcap import write_pcap
-
-if TYPE_CHECKING:
-    from satlink.receiver import Preview
-    from satlink.replay import ReplayResult
+from satlink.result import ReplayResult
 
 __all__ = [
+    "MAX_FRAMES",
+    "PreviewStream",
     "coverage_maps",
     "frame_of",
     "preview_caption",
@@ -340,3 +343,69 @@ def write_replay_report(result: ReplayResult) -> None:
     write_replay_figures(result, frames)
     write_replay_pcap(result)
     write_replay_html(result, frames)
+
+
+class PreviewStream:
+    """Writes each preview to ``previews/NNN.png`` as it arrives and lets go of its pixels.
+
+    After the PNG is written the preview keeps only its path (``Preview.image`` reads the PNG
+    back on access), so a replay's memory does not grow with the number of previews, unless
+    ``keep_images`` asks to keep every image in memory as well. Up to the report's
+    ``MAX_FRAMES`` previews also keep a small ``frame`` for the report, which then need not
+    read them back; past that many none does, so memory stays bounded. A failed write (a full
+    disk) is kept in ``error`` and ends the stream (the call returns False).
+    """
+
+    def __init__(self, folder: OutputFolder, keep_images: bool = False) -> None:
+        self.folder = folder
+        self.keep_images = keep_images
+        self.error: OSError | None = None
+        self._framed: list[Preview] | None = []  # previews holding a frame; None: keep no more
+
+    @staticmethod
+    def name(number: int) -> str:
+        return f"previews/{number:03d}.png"
+
+    def __call__(self, preview: Preview) -> bool:
+        path = self.folder.file(self.name(preview.number))
+        try:
+            save_png(path, preview.image)
+        except OSError as exc:
+            self.error = exc
+            return False
+        preview.path = path
+        self._keep_frame(preview)
+        if not self.keep_images:
+            preview.image = None  # from now on read back from the PNG
+        return True
+
+    def _keep_frame(self, preview: Preview) -> None:
+        if self._framed is None:
+            return
+        if len(self._framed) == MAX_FRAMES:  # the report will pick frames among more: read back
+            for p in self._framed:
+                p.frame = None
+            self._framed = None
+            return
+        preview.frame = frame_of(preview.image)
+        self._framed.append(preview)
+
+    def settle(self, previews: list[Preview], arrivals: Iterable[Arrival]) -> None:
+        """Keep only the previews whose PNG is on disk (a Ctrl-C or a full disk can strike
+        between rendering a preview and writing it): the summary never counts a picture that
+        is not there. ``previews`` is changed in place; arrivals lose their dropped preview."""
+        kept = []
+        for p in previews:
+            if p.path is None:
+                rel = self.name(p.number)
+                # written, but interrupted before it was noted: an atomic rename, so whole
+                if rel in self.folder.written and self.folder.wrote(rel):
+                    p.path = self.folder.root / rel
+                else:
+                    continue
+            kept.append(p)
+        ids = {id(p) for p in kept}
+        previews[:] = kept
+        for a in arrivals:
+            if a.preview is not None and id(a.preview) not in ids:
+                a.preview = None

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from satlink.fileio import atomic_write
 from satlink.replay import MSSSIM_TARGETS
-from satlink.report import atomic_write, time_axis, write_sweep_html
+from satlink.report import time_axis, write_sweep_html
 from satlink.sweep.grid import Replication, SweepError
 
 QUANTILES: tuple[tuple[str, float], ...] = (("median", 0.5), ("p10", 0.1), ("p90", 0.9))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from satlink.report import atomic_write
+from satlink.fileio import atomic_write
 from satlink.sweep.grid import canonical, digest
 
 __all__ = ["FORMAT_VERSION", "load_done", "replication_key", "save_done"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codec.checkpoint import average_weights, export_weights
-from codec.train import TrainConfig, Trainer, freeze_parts, validate_weights
+from codec.train.trainer import TrainConfig, Trainer, freeze_parts, validate_weights
 
 __all__ = ["OPTION_HELP", "cli", "main", "parse_args", "run_reporting", "trainer_from_args"]
 

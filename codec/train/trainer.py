@@ -1,4 +1,4 @@
-"""Training for the progressive RVQ codec.
+"""The trainer of the progressive RVQ codec: the recipe, one step, validation, exports.
 
 One backward pass covers every stage depth with ProGIC's weighting (each of the first N-1
 depths weighs p/(N-1), the full depth 1-p), on L1 + MS-SSIM. Codebooks start from k-means and
@@ -45,6 +45,25 @@ from codec.data import (
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import load_pack, split_paths
 from codec.quantizer import rotate_onto
+from codec.train.depths import (
+    depth_mask,
+    depth_masks,
+    random_erasures,
+    sample_depths,
+    stage_weights,
+)
+
+__all__ = [
+    "ENCODER_MODULES",
+    "FREEZABLE",
+    "PatchDiscriminator",
+    "TrainConfig",
+    "Trainer",
+    "freeze_parts",
+    "latent_diagnostics",
+    "msssim_window",
+    "validate_weights",
+]
 
 # Parameters of the analysis transform (everything before the RVQ), by module name.
 ENCODER_MODULES = ("stem.", "enc_", "to_latent.", "latent_ln.")
@@ -133,32 +152,6 @@ class TrainConfig:
     export_keep: int = 3
 
 
-def stage_weights(num_stages: int, p: float) -> torch.Tensor:
-    """ProGIC weighting: the first N-1 depths share p, the full depth gets 1-p."""
-    if num_stages == 1:
-        return torch.ones(1)
-    return torch.tensor([p / (num_stages - 1)] * (num_stages - 1) + [1 - p])
-
-
-def depth_masks(received: torch.Tensor) -> torch.Tensor:
-    """``[B, S, h, w]`` -> ``[S*B, S, h, w]``: depth k keeps stages < k (depth-major order)."""
-    s = received.shape[1]
-    # Row k-1 keeps stages 0..k-1; built where ``received`` lives (a GPU run validates there).
-    keep = torch.tril(torch.ones(s, s, dtype=torch.bool, device=received.device))
-    return (received[None] & keep[:, None, :, None, None]).flatten(0, 1)
-
-
-def sample_depths(b: int, weights: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One depth in ``1..S`` per sample, drawn with ``weights`` ``[S]``; returns ``[B]``."""
-    return torch.multinomial(weights, b, replacement=True, generator=gen) + 1
-
-
-def depth_mask(received: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
-    """``[B, S, h, w]`` and depths ``[B]`` -> ``[B, S, h, w]`` keeping stages < depth."""
-    stages = torch.arange(received.shape[1], device=received.device)
-    return received & (stages[None] < depths[:, None].to(received.device))[:, :, None, None]
-
-
 def latent_diagnostics(z: torch.Tensor, codewords: torch.Tensor) -> dict:
     """Participation ratio of the latent and residual energy left after each RVQ stage.
 
@@ -175,17 +168,6 @@ def latent_diagnostics(z: torch.Tensor, codewords: torch.Tensor) -> dict:
         residual = residual - codewords[:, s].double()
         left.append(float(residual.pow(2).sum()) / max(energy, 1e-30))
     return {"latent_participation_ratio": pr, "residual_energy_per_stage": left}
-
-
-def random_erasures(
-    b: int, s: int, h: int, w: int, prob: float, max_rate: float, gen: torch.Generator
-) -> torch.Tensor:
-    received = torch.ones(b, s, h, w, dtype=torch.bool)
-    holed = torch.rand(b, generator=gen) < prob
-    rates = torch.rand(b, generator=gen) * max_rate
-    drop = torch.rand(b, s, h, w, generator=gen) < rates[:, None, None, None]
-    received[holed] &= ~drop[holed]
-    return received
 
 
 class PatchDiscriminator(nn.Module):
@@ -691,9 +673,3 @@ def validate_weights(path: Path, data: str | Path, crop_px: int = 256) -> dict:
         trainer = Trainer(cfg)
         trainer.init_from_weights(Path(path))
         return trainer.validate()
-
-
-if __name__ == "__main__":  # the command line lives in codec.train_cli
-    from codec.train_cli import cli
-
-    sys.exit(cli())
