@@ -36,7 +36,7 @@ from codec.data import list_images, load_corpus, random_crops
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import split_paths
 from codec.train import TrainConfig, Trainer, depth_mask
-from codec.train_cli import parse_args, run_reporting, trainer_from_args
+from codec.train.cli import parse_args, run_reporting, trainer_from_args
 from codec.zoo import load_codec
 
 

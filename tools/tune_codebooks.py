@@ -38,7 +38,7 @@ import torch
 
 from codec.quantizer import ResidualVQ
 from codec.train import Trainer, depth_mask, sample_depths, stage_weights
-from codec.train_cli import parse_args, run_reporting, trainer_from_args
+from codec.train.cli import parse_args, run_reporting, trainer_from_args
 
 __all__ = ["tune_codebooks"]
 
