@@ -37,6 +37,17 @@ def test_no_release_is_below_its_predecessor_at_any_stage() -> None:
         assert not below, f"{new['name']} is below {old['name']} at stages {below}"
 
 
+def test_no_release_from_v12_on_shrinks_stage_5_over_stage_3() -> None:
+    """The model card's release rule, on the recorded (4-decimal) figures; the release gate
+    checks it on the full-precision ones."""
+    ordered = sorted(RELEASES, key=lambda r: r["model_id"])
+    for old, new in itertools.pairwise(ordered):
+        if new["model_id"] >= 12:
+            gap_old = old["val_msssim"][-1] - old["val_msssim"][2]
+            gap_new = new["val_msssim"][-1] - new["val_msssim"][2]
+            assert gap_new >= gap_old - 1e-9, f"{new['name']}: stage 5 - 3 shrank"
+
+
 def test_shipped_weights_stay_under_20_mb() -> None:
     total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.pt"))
     assert total < 20 * 1024 * 1024, f"{total / 2**20:.1f} MiB of weights"
