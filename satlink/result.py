@@ -1,7 +1,7 @@
 """What one replay produced: :class:`ReplayResult`, the one result schema of satlink.
 
 :func:`satlink.replay` returns it; the report writers (:mod:`satlink.report`), the sweep and the
-command line read it and nothing else. ``summary`` holds the figures of ``summary.json`` (names
+command line read it. ``summary`` holds the figures of ``summary.json`` (names
 with their units: ``time_to_first_preview_s``, ``final_ms_ssim``), ``rows`` the lines of
 ``packets.csv``, ``previews`` the receiver's pictures in order. :class:`Transmission` is the run
 of the link behind it: the plan sent, the receiver and every arrival.
@@ -79,6 +79,11 @@ class Transmission:
 
 @dataclass
 class ReplayResult:
+    """One replay: the scenario and seed it ran, ``summary`` (``summary.json``), ``rows``
+    (``packets.csv``), the ``previews`` in order, the link's ``trace`` (None if interrupted
+    first), the visibility windows (``windows_s``, (start, end) pairs in seconds), the output
+    folder if any, and the :class:`Transmission` behind it."""
+
     scenario: Scenario
     seed: int
     summary: dict[str, Any]
