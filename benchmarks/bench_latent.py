@@ -2,8 +2,9 @@
 
     python benchmarks/bench_latent.py [--model NAME_OR_PT] [--data ../shared/data/kodak] [--limit N]
 
-Encodes every image (whole pictures, padded to the codec's grid), pools the latent vectors of
-all of them and prints the participation ratio of their covariance ((sum of eigenvalues)^2 /
+Encodes every PNG or JPEG under ``--data`` (subfolders too; whole pictures, padded to the
+codec's grid), pools the latent vectors of all of them and prints the participation ratio of
+their covariance ((sum of eigenvalues)^2 /
 sum of squared eigenvalues: 1 for a line, 64 for an isotropic cloud; issue 12's bar is ≥ 8) and
 the share of the latent's energy left after each RVQ stage (``codec.train.latent_diagnostics``,
 the same figures training logs on its validation crops), and the unigram entropy of each
@@ -14,6 +15,7 @@ stage's indices in bits: what a per-packet entropy code could at best save over 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,10 @@ def main() -> None:
     args = ap.parse_args()
     codec = load_codec(args.model) if args.model else default_codec()
     zs, cws, idx = [], [], []
-    images = (p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = (p for p in args.data.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     paths = sorted(images)[: args.limit or None]
+    if not paths:
+        sys.exit(f"bench_latent.py: no PNG or JPEG pictures under {args.data}")
     with torch.inference_mode():
         for path in paths:
             x, _ = codec.to_tensor(load_image(path))
