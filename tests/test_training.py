@@ -23,6 +23,7 @@ from codec.train import (
     Trainer,
     depth_mask,
     latent_diagnostics,
+    parse_depth_weights,
     sample_depths,
     stage_weights,
 )
@@ -68,6 +69,20 @@ def test_depths_are_drawn_with_the_progic_weights() -> None:
     received = torch.ones(3, 5, 2, 2, dtype=torch.bool)
     kept = depth_mask(received, torch.tensor([1, 3, 5])).flatten(2).all(-1)
     assert kept.sum(1).tolist() == [1, 3, 5]
+
+
+def test_depth_weights_replace_the_progic_pair_and_are_checked(corpus, tmp_path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    depths = sample_depths(20000, parse_depth_weights("2,0,1,0,1"), gen)
+    share = torch.bincount(depths, minlength=6)[1:].float() / len(depths)
+    assert torch.allclose(share, torch.tensor([0.5, 0.0, 0.25, 0.0, 0.25]), atol=0.015)
+    args = ["--data", "d", "--out", "o"]
+    for bad in ("1,x", "1,-1", "0,0"):
+        with pytest.raises(SystemExit):
+            parse_args([*args, "--depth-weights", bad])
+    assert parse_args([*args, "--depth-weights", "1,1,1,1,4"]).depth_weights == "1,1,1,1,4"
+    with pytest.raises(ValueError, match="name 5 depths, the model has 3"):
+        Trainer(config(corpus, tmp_path / "run", depth_weights="1,1,1,1,4"))
 
 
 def test_one_depth_training_learns(corpus, tmp_path) -> None:

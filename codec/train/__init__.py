@@ -18,6 +18,7 @@ decoder to fill holes.
 from codec.train.depths import (
     depth_mask,
     depth_masks,
+    parse_depth_weights,
     random_erasures,
     sample_depths,
     stage_weights,
@@ -45,6 +46,7 @@ __all__ = [
     "freeze_parts",
     "latent_diagnostics",
     "msssim_window",
+    "parse_depth_weights",
     "random_erasures",
     "sample_depths",
     "stage_weights",

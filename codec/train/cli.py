@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codec.checkpoint import average_weights, export_weights
+from codec.train.depths import parse_depth_weights
 from codec.train.trainer import TrainConfig, Trainer, freeze_parts, validate_weights
 
 __all__ = ["OPTION_HELP", "cli", "main", "parse_args", "run_reporting", "trainer_from_args"]
@@ -35,6 +36,8 @@ OPTION_HELP = {
     "'borrowed' (with --init-partial: every tensor taken from the weights, and the borrowed "
     "blocks' columns of the shared FiLM table; only what starts fresh learns)",
     "stage_weight_p": "ProGIC weight shared by depths 1..S-1 (full depth gets 1-p)",
+    "depth_weights": "comma-separated weights of depths 1..S for the draw, in place of "
+    "--stage-weight-p's (normalised; '' uses --stage-weight-p)",
     "msssim_weight": "share of (1 - MS-SSIM) in the distortion, the rest L1",
     "chroma_weight": "weight of the chroma L1 term (keeps colour)",
     "commit_weight": "commitment loss weight, MSE(z, sg(z_q))",
@@ -76,6 +79,15 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _depth_weights(text: str) -> str:
+    if text:
+        try:
+            parse_depth_weights(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _parts(text: str) -> str:
     try:
         freeze_parts(text)
@@ -103,7 +115,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m codec.train
         text = f"{OPTION_HELP[f]} (default {default!r})"
         p.add_argument(
             flag,
-            type=_bool if isinstance(default, bool) else _parts if f == "freeze" else type(default),
+            type=_bool
+            if isinstance(default, bool)
+            else {"freeze": _parts, "depth_weights": _depth_weights}.get(f, type(default)),
             default=default,
             help=text,
         )

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["depth_mask", "depth_masks", "random_erasures", "sample_depths", "stage_weights"]
+__all__ = [
+    "depth_mask",
+    "depth_masks",
+    "parse_depth_weights",
+    "random_erasures",
+    "sample_depths",
+    "stage_weights",
+]
 
 
 def stage_weights(num_stages: int, p: float) -> torch.Tensor:
@@ -24,6 +31,27 @@ def stage_weights(num_stages: int, p: float) -> torch.Tensor:
     if num_stages == 1:
         return torch.ones(1)
     return torch.tensor([p / (num_stages - 1)] * (num_stages - 1) + [1 - p])
+
+
+def parse_depth_weights(text: str, num_stages: int | None = None) -> torch.Tensor:
+    """``"w1,...,wS"`` -> normalised weights ``[S]``, for a draw ProGIC's two shares cannot
+    give (say, stage 1's share kept while full depth takes the middle depths' share).
+
+    >>> [round(w, 3) for w in parse_depth_weights("1,1,2,0,4").tolist()]
+    [0.125, 0.125, 0.25, 0.0, 0.5]
+    """
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"depth weights must be comma-separated numbers, got {text!r}") from None
+    if any(not v >= 0 for v in values) or sum(values) <= 0:
+        raise ValueError(f"depth weights must be non-negative with a positive sum, got {text!r}")
+    if num_stages is not None and len(values) != num_stages:
+        raise ValueError(
+            f"depth weights name {len(values)} depths, the model has {num_stages}: {text!r}"
+        )
+    weights = torch.tensor(values)
+    return weights / weights.sum()
 
 
 def depth_masks(received: torch.Tensor) -> torch.Tensor:

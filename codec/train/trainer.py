@@ -48,6 +48,7 @@ from codec.quantizer import rotate_onto
 from codec.train.depths import (
     depth_mask,
     depth_masks,
+    parse_depth_weights,
     random_erasures,
     sample_depths,
     stage_weights,
@@ -96,6 +97,7 @@ class TrainConfig:
     freeze: str = ""  # comma list of parts kept fixed: encoder, codebooks
     ema_decay: float = 0.99  # codebook EMA decay
     stage_weight_p: float = 0.5
+    depth_weights: str = ""  # "w1,...,wS": the depth draw's weights in place of stage_weight_p's
     msssim_weight: float = 0.3
     # Extra L1 on chroma (each pixel minus its channel mean). Without it training drifts to a
     # luminance-only model: MS-SSIM and RGB L1 barely punish grey pictures.
@@ -256,7 +258,11 @@ class Trainer:
         self.film_kept: torch.Tensor | None = None  # stage_film columns --freeze borrowed keeps
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.weights = stage_weights(self.model_cfg.num_stages, cfg.stage_weight_p)
+        self.weights = (
+            parse_depth_weights(cfg.depth_weights, self.model_cfg.num_stages)
+            if cfg.depth_weights
+            else stage_weights(self.model_cfg.num_stages, cfg.stage_weight_p)
+        )
         self.win = msssim_window(cfg.crop_px)
         self.usage = torch.zeros(self.model_cfg.num_stages, self.model_cfg.codebook_size)
         self.out = Path(cfg.out)
