@@ -92,6 +92,32 @@ def test_only_named_stages_move_and_deep_previews_improve(tmp_path):
     assert err_deep_after < err_deep_before, (err_deep_after, err_deep_before)
 
 
+def test_film_rows_and_mask_columns_learn_only_for_the_tuned_depths(tmp_path):
+    trainer = _trainer(tmp_path, steps=30)
+    net = trainer.net
+    crops = [np.array(im[:64, :64]) for im in trainer.train_images]
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    state_before = {k: v.clone() for k, v in net.state_dict().items()}
+    _, shallow_before = _full_depth_l1(trainer, x, 2)
+
+    tune.tune_codebooks(trainer, [3], film=True)
+
+    film, film_before = net.stage_film.weight, state_before["stage_film.weight"]
+    assert torch.equal(film[:2], film_before[:2]) and not torch.equal(film[2], film_before[2])
+    cols, cols_before = net.from_latent.weight, state_before["from_latent.weight"]
+    mask3 = TINY.latent_dim + 2
+    assert torch.equal(cols[:, :mask3], cols_before[:, :mask3])
+    assert not torch.equal(cols[:, mask3], cols_before[:, mask3])
+    moved = {"stage_film.weight", "from_latent.weight"}
+    for name, value in net.state_dict().items():
+        if not name.startswith("rvq.") and name not in moved:
+            assert torch.equal(value, state_before[name]), name
+    _, shallow_after = _full_depth_l1(trainer, x, 2)
+    assert torch.equal(shallow_after, shallow_before)
+    assert not any(p.requires_grad for p in net.parameters())
+
+
 def test_cli_writes_loadable_weights_with_consistent_ema_sums(tmp_path):
     data = _corpus(tmp_path / "data")
     out = tmp_path / "out"

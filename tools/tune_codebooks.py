@@ -20,10 +20,14 @@ previews; the indices of the named stages (and of any stage after them) change w
 Each sample of a batch is decoded once, the depths from the first named stage to the last
 taken in turn (``--depth-weighting equal``, how v12's stages 4 and 5 were tuned), or drawn with
 training's ProGIC weights (``--depth-weighting stage``, ``--stage-weight-p``), which favour the
-full depth. The options are ``python -m codec.train``'s; the schedule (warmup, cosine,
-``--lr-clock wall``), validation log (``OUT/log.jsonl``) and exports (``OUT/step_N.pt``,
-model id 0) are the trainer's. A run does not resume: it is minutes long, and each export is a
-complete weight file to continue from with ``--init-weights``.
+full depth. ``--film true`` also trains what only those depths read in the decoder:
+their rows of ``stage_film`` (the modulation chosen by the number of stages present) and the
+received-mask input columns in ``from_latent`` from the first named stage on (zero at any
+shallower depth); the shallower previews still decode bit for bit. The options are
+``python -m codec.train``'s; the schedule (warmup, cosine, ``--lr-clock wall``), validation
+log (``OUT/log.jsonl``) and exports (``OUT/step_N.pt``, model id 0) are the trainer's. A run
+does not resume: it is minutes long, and each export is a complete weight file to continue
+from with ``--init-weights``.
 """
 
 from __future__ import annotations
@@ -75,12 +79,31 @@ def depth_weights(stages: list[int], num_stages: int, weighting: str, p: float) 
     raise ValueError(f"--depth-weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
+def _depth_only(param: torch.Tensor, dim: int, first: int, stop: int | None = None) -> torch.Tensor:
+    """Let ``param`` learn along ``dim`` only at indices ``first:stop``; the rest keep their
+    values (Adam without weight decay never moves an entry whose gradient is always zero)."""
+    learns = torch.zeros(param.shape[dim], dtype=param.dtype, device=param.device)
+    learns[first:stop] = 1.0
+    shape = [1] * param.dim()
+    shape[dim] = -1
+    learns = learns.reshape(shape)
+    param.requires_grad_(True)
+    param.register_hook(lambda grad: grad * learns)
+    return param
+
+
 def tune_codebooks(
-    trainer: Trainer, stages: list[int], log: TextIO | None = None, weighting: str = "equal"
+    trainer: Trainer,
+    stages: list[int],
+    log: TextIO | None = None,
+    weighting: str = "equal",
+    film: bool = False,
 ) -> dict:
     """Run ``trainer``'s schedule with only ``stages``' (1-based) codebooks learning; returns
     the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``; each
-    sample is decoded at one depth drawn by :func:`depth_weights`."""
+    sample is decoded at one depth drawn by :func:`depth_weights`. With ``film``, the FiLM
+    rows of depths ``stages[0]`` and deeper and ``from_latent``'s mask columns from that
+    stage on learn too."""
     cfg, net = trainer.cfg, trainer.net
     rvq = net.rvq
     if not isinstance(rvq, ResidualVQ):
@@ -94,7 +117,15 @@ def tune_codebooks(
     learns[[s - 1 for s in stages]] = 1.0
     # Adam without weight decay never moves an entry whose gradient is always zero.
     books.register_hook(lambda grad: grad * learns)
-    opt = torch.optim.Adam([books], lr=cfg.lr)
+    params = [books]
+    if film:
+        first = stages[0] - 1
+        mask_at = net.config.latent_dim  # from_latent's input: the latent, then one mask a stage
+        params += [
+            _depth_only(net.stage_film.weight, 0, first),  # [S, width], row = depth - 1
+            _depth_only(net.from_latent.weight, 1, mask_at + first),  # [C, D + S, 1, 1]
+        ]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     weights = depth_weights(stages, s_count, weighting, cfg.stage_weight_p)
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
@@ -137,7 +168,8 @@ def tune_codebooks(
             log.flush()
         if cfg.export_every and trainer.step % cfg.export_every == 0:
             _export(trainer)
-    books.requires_grad_(False)
+    for param in params:
+        param.requires_grad_(False)
     _export(trainer)
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
@@ -162,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, add_help=False)
     ap.add_argument("--stages", required=True)
     ap.add_argument("--depth-weighting", default="equal")
+    ap.add_argument("--film", default="false", choices=("true", "false"))
     known, rest = ap.parse_known_args(argv)
     if known.depth_weighting not in WEIGHTINGS:  # before the corpus is loaded
         raise ValueError(
@@ -175,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = trainer_from_args(args)
     stages = _parse_stages(known.stages, trainer.net.rvq.num_stages)
     with open(trainer.out / "log.jsonl", "a") as log:
-        last = tune_codebooks(trainer, stages, log, known.depth_weighting)
+        last = tune_codebooks(trainer, stages, log, known.depth_weighting, known.film == "true")
     ms = " / ".join(f"{v:.5f}" for v in last["val_msssim"])
     print(f"{PROG}: stages {stages}, {trainer.step} steps; val MS-SSIM {ms}", file=sys.stderr)
     return 0
