@@ -118,6 +118,30 @@ def test_film_rows_and_mask_columns_learn_only_for_the_tuned_depths(tmp_path):
     assert not any(p.requires_grad for p in net.parameters())
 
 
+def test_stage_one_modulation_alone_leaves_every_deeper_preview(tmp_path):
+    trainer = _trainer(tmp_path, steps=30)
+    net = trainer.net
+    crops = [np.array(im[:64, :64]) for im in trainer.train_images]
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    state_before = {k: v.clone() for k, v in net.state_dict().items()}
+    deeper_before = [_full_depth_l1(trainer, x, d)[1] for d in (2, 3)]
+    err_before, _ = _full_depth_l1(trainer, x, 1)
+
+    tune.tune_codebooks(trainer, [], film=True, depths=[1])
+
+    for name, value in net.state_dict().items():
+        if name != "stage_film.weight":
+            assert torch.equal(value, state_before[name]), name
+    film, film_before = net.stage_film.weight, state_before["stage_film.weight"]
+    assert torch.equal(film[1:], film_before[1:]) and not torch.equal(film[0], film_before[0])
+    assert all(
+        torch.equal(_full_depth_l1(trainer, x, d)[1], before)
+        for d, before in zip((2, 3), deeper_before, strict=True)
+    )
+    assert _full_depth_l1(trainer, x, 1)[0] < err_before
+
+
 def test_cli_writes_loadable_weights_with_consistent_ema_sums(tmp_path):
     data = _corpus(tmp_path / "data")
     out = tmp_path / "out"
@@ -138,7 +162,10 @@ def test_cli_writes_loadable_weights_with_consistent_ema_sums(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [("0", "--stages must name stages between 1 and 3"), ("4", "between 1 and 3"),
-     ("a,b", "got 'a,b'"), ("3 --depth-weighting odd", "--depth-weighting must be one of")],
+     ("a,b", "got 'a,b'"), ("3 --depth-weighting odd", "--depth-weighting must be one of"),
+     ("none", "nothing to tune"), ("none --film true", "--stages none needs --depths"),
+     ("3 --depths 2,3", "--depths must start at the first tuned stage"),
+     ("none --film true --depths 0", "--depths must name stages between 1 and 3")],
 )  # fmt: skip
 def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, settings, message):
     data = _corpus(tmp_path / "data")

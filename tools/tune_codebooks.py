@@ -1,4 +1,4 @@
-"""Learn the deepest RVQ stages' codebooks by gradient through a fixed decoder.
+"""Learn RVQ codebooks and per-depth modulation by gradient through a fixed decoder.
 
 Training moves codebooks by EMA: each code goes to the mean of the residuals it serves, which
 is the best code for the *latent* but not for the *picture* the decoder renders from it. Here
@@ -20,10 +20,12 @@ previews; the indices of the named stages (and of any stage after them) change w
 Each sample of a batch is decoded once, the depths from the first named stage to the last
 taken in turn (``--depth-weighting equal``, how v12's stages 4 and 5 were tuned), or drawn with
 training's ProGIC weights (``--depth-weighting stage``, ``--stage-weight-p``), which favour the
-full depth. ``--film true`` also trains what only those depths read in the decoder:
-their rows of ``stage_film`` (the modulation chosen by the number of stages present) and the
-received-mask input columns in ``from_latent`` from the first named stage on (zero at any
-shallower depth); the shallower previews still decode bit for bit. The options are
+full depth. ``--depths`` names the depths decoded instead (from the first named stage on).
+``--film true`` also trains what only those depths read in the decoder: their rows of
+``stage_film`` (the modulation chosen by the number of stages present) and the received-mask
+input columns in ``from_latent`` from the first named stage on (zero at any shallower depth);
+the other previews still decode bit for bit. ``--stages none --depths 1 --film true`` tunes
+stage 1's modulation alone: every deeper preview stays as it was. The options are
 ``python -m codec.train``'s; the schedule (warmup, cosine, ``--lr-clock wall``), validation
 log (``OUT/log.jsonl``) and exports (``OUT/step_N.pt``, model id 0) are the trainer's. A run
 does not resume: it is minutes long, and each export is a complete weight file to continue
@@ -50,40 +52,41 @@ PROG = "tune_codebooks.py"
 WEIGHTINGS = ("equal", "stage")
 
 
-def _parse_stages(text: str, num_stages: int) -> list[int]:
+def _parse_stages(text: str, num_stages: int, flag: str = "--stages") -> list[int]:
+    if flag == "--stages" and text == "none":
+        return []
     try:
         stages = sorted({int(v) for v in text.split(",")})
     except ValueError:
         stages = []
     if not stages or not all(1 <= s <= num_stages for s in stages):
-        raise ValueError(f"--stages must name stages between 1 and {num_stages}, got {text!r}")
+        raise ValueError(f"{flag} must name stages between 1 and {num_stages}, got {text!r}")
     return stages
 
 
-def depth_weights(stages: list[int], num_stages: int, weighting: str, p: float) -> torch.Tensor:
-    """How often each depth the tune can change (``stages[0]`` … ``num_stages``) is drawn:
-    ``"equal"`` all alike, ``"stage"`` by training's ProGIC weights (full depth ``1 - p``, each
-    other ``p / (S - 1)``), renormalised over those depths.
+def depth_weights(depths: list[int], num_stages: int, weighting: str, p: float) -> torch.Tensor:
+    """How often each depth the tune decodes is drawn: ``"equal"`` all alike, ``"stage"`` by
+    training's ProGIC weights (full depth ``1 - p``, each other ``p / (S - 1)``), renormalised
+    over those depths.
 
     >>> depth_weights([4, 5], 5, "equal", 0.35).tolist()
     [0.5, 0.5]
     >>> [round(w, 3) for w in depth_weights([2, 3, 4, 5], 5, "stage", 0.35).tolist()]
     [0.096, 0.096, 0.096, 0.712]
     """
-    count = num_stages - stages[0] + 1
     if weighting == "equal":
-        return torch.full((count,), 1.0 / count)
+        return torch.full((len(depths),), 1.0 / len(depths))
     if weighting == "stage":
-        w = stage_weights(num_stages, p)[stages[0] - 1 :]
+        w = stage_weights(num_stages, p)[[d - 1 for d in depths]]
         return w / w.sum()
     raise ValueError(f"--depth-weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
-def _depth_only(param: torch.Tensor, dim: int, first: int, stop: int | None = None) -> torch.Tensor:
-    """Let ``param`` learn along ``dim`` only at indices ``first:stop``; the rest keep their
-    values (Adam without weight decay never moves an entry whose gradient is always zero)."""
+def _only_at(param: torch.Tensor, dim: int, index: list[int]) -> torch.Tensor:
+    """Let ``param`` learn along ``dim`` only at ``index``; the rest keep their values (Adam
+    without weight decay never moves an entry whose gradient is always zero)."""
     learns = torch.zeros(param.shape[dim], dtype=param.dtype, device=param.device)
-    learns[first:stop] = 1.0
+    learns[index] = 1.0
     shape = [1] * param.dim()
     shape[dim] = -1
     learns = learns.reshape(shape)
@@ -98,35 +101,43 @@ def tune_codebooks(
     log: TextIO | None = None,
     weighting: str = "equal",
     film: bool = False,
+    depths: list[int] | None = None,
 ) -> dict:
     """Run ``trainer``'s schedule with only ``stages``' (1-based) codebooks learning; returns
     the last validation. The codes learn in place, in ``trainer.net.rvq.codebooks``; each
-    sample is decoded at one depth drawn by :func:`depth_weights`. With ``film``, the FiLM
-    rows of depths ``stages[0]`` and deeper and ``from_latent``'s mask columns from that
-    stage on learn too."""
+    sample is decoded at one of ``depths`` (default: ``stages[0]`` to the full depth), drawn
+    by :func:`depth_weights`. With ``film``, the FiLM rows of those depths learn too, and
+    ``from_latent``'s mask columns from ``stages[0]`` on."""
     cfg, net = trainer.cfg, trainer.net
     rvq = net.rvq
     if not isinstance(rvq, ResidualVQ):
         raise ValueError("only a residual VQ with EMA codebooks can be tuned this way")
     s_count = rvq.num_stages
+    if not stages and not film:
+        raise ValueError("nothing to tune: name --stages or give --film true")
+    if depths is None:
+        if not stages:
+            raise ValueError("--stages none needs --depths: the depths whose FiLM rows learn")
+        depths = list(range(stages[0], s_count + 1))
+    if stages and min(depths) < stages[0]:
+        raise ValueError(
+            f"--depths must start at the first tuned stage or deeper, got {depths} for stages "
+            f"{stages}: a shallower preview must decode as before"
+        )
     for param in net.parameters():
         param.requires_grad_(False)
-    books = rvq.codebooks  # [S, K, D], a buffer: autograd tracks it once asked to
-    books.requires_grad_(True)
-    learns = torch.zeros(s_count, 1, 1, dtype=books.dtype, device=books.device)
-    learns[[s - 1 for s in stages]] = 1.0
-    # Adam without weight decay never moves an entry whose gradient is always zero.
-    books.register_hook(lambda grad: grad * learns)
-    params = [books]
+    params = []
+    if stages:
+        books = rvq.codebooks  # [S, K, D], a buffer: autograd tracks it once asked to
+        params.append(_only_at(books, 0, [s - 1 for s in stages]))
     if film:
-        first = stages[0] - 1
-        mask_at = net.config.latent_dim  # from_latent's input: the latent, then one mask a stage
-        params += [
-            _depth_only(net.stage_film.weight, 0, first),  # [S, width], row = depth - 1
-            _depth_only(net.from_latent.weight, 1, mask_at + first),  # [C, D + S, 1, 1]
-        ]
+        params.append(_only_at(net.stage_film.weight, 0, [d - 1 for d in depths]))  # [S, width]
+        if stages:  # from_latent's input: the latent, then one received mask a stage
+            masks = range(net.config.latent_dim + stages[0] - 1, net.config.latent_dim + s_count)
+            params.append(_only_at(net.from_latent.weight, 1, list(masks)))  # [C, D + S, 1, 1]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    weights = depth_weights(stages, s_count, weighting, cfg.stage_weight_p)
+    weights = depth_weights(depths, s_count, weighting, cfg.stage_weight_p)
+    choices = torch.tensor(depths)
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
         log.write(json.dumps(record) + "\n")
@@ -146,11 +157,11 @@ def tune_codebooks(
             indices, _ = net.quantize(z)
         codewords = rvq.lookup(indices)  # carries the codes' gradient
         if weighting == "equal":  # the depths in turn, as v12's tune drew them
-            depths = (torch.arange(b) + trainer.step * b) % len(weights) + stages[0]
+            drawn = choices[(torch.arange(b) + trainer.step * b) % len(depths)]
         else:
-            depths = sample_depths(b, weights, trainer.gen) + stages[0] - 1
+            drawn = choices[sample_depths(b, weights, trainer.gen) - 1]
         received = torch.ones(indices.shape, dtype=torch.bool, device=z.device)
-        masks = depth_mask(received, depths.to(z.device))
+        masks = depth_mask(received, drawn.to(z.device))
         latent = net.assemble_latent(codewords, masks)
         with trainer.autocast():
             recon = net.synthesis(latent, masks).float()
@@ -195,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stages", required=True)
     ap.add_argument("--depth-weighting", default="equal")
     ap.add_argument("--film", default="false", choices=("true", "false"))
+    ap.add_argument("--depths", default="")
     known, rest = ap.parse_known_args(argv)
     if known.depth_weighting not in WEIGHTINGS:  # before the corpus is loaded
         raise ValueError(
@@ -206,9 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         raise ValueError("--resume is not supported: continue from an export with --init-weights")
     trainer = trainer_from_args(args)
-    stages = _parse_stages(known.stages, trainer.net.rvq.num_stages)
+    s_count = trainer.net.rvq.num_stages
+    stages = _parse_stages(known.stages, s_count)
+    depths = _parse_stages(known.depths, s_count, "--depths") if known.depths else None
     with open(trainer.out / "log.jsonl", "a") as log:
-        last = tune_codebooks(trainer, stages, log, known.depth_weighting, known.film == "true")
+        film = known.film == "true"
+        last = tune_codebooks(trainer, stages, log, known.depth_weighting, film, depths)
     ms = " / ".join(f"{v:.5f}" for v in last["val_msssim"])
     print(f"{PROG}: stages {stages}, {trainer.step} steps; val MS-SSIM {ms}", file=sys.stderr)
     return 0
