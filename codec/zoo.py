@@ -19,10 +19,9 @@ from codec.checkpoint import PACKAGE_WEIGHTS, load_weights, unpickling_reason
 from codec.model import CodecConfig, ProgressiveCodec
 
 WEIGHTS_DIR = PACKAGE_WEIGHTS
-DEFAULT_MODEL = "progic-rvq-v12"
+DEFAULT_MODEL = "progic-rvq-v13"
 # model_id (carried in every packet header) -> weight file name
 MODELS: dict[int, str] = {
-    5: "progic-rvq-v5",
     6: "progic-rvq-v6",
     7: "progic-rvq-v7",
     8: "progic-rvq-v8",
@@ -30,6 +29,7 @@ MODELS: dict[int, str] = {
     10: "progic-rvq-v10",
     11: "progic-rvq-v11",
     12: "progic-rvq-v12",
+    13: "progic-rvq-v13",
 }
 # Releases whose weights left the package to keep it under 20 MB. Each file stays in the git
 # history at the given commit; ``load_codec`` takes its path, and a packet naming its id is
@@ -39,6 +39,7 @@ RETIRED: dict[int, tuple[str, str]] = {
     2: ("progic-rvq-v2", "96b48ff"),
     3: ("progic-rvq-v3", "5772458"),
     4: ("progic-rvq-v4", "f96fe80"),
+    5: ("progic-rvq-v5", "f22a211"),
 }
 
 
