@@ -68,13 +68,18 @@ def _full_depth_l1(trainer: Trainer, x: torch.Tensor, depth: int) -> tuple[float
     return float((recon - x).abs().mean()), recon
 
 
-def test_only_named_stages_move_and_deep_previews_improve(tmp_path):
-    trainer = _trainer(tmp_path, steps=60)
+def _crops_and_state(trainer: Trainer) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The corpus as one batch of 64-px crops, and a copy of every tensor before a tune."""
     crops = [np.array(im[:64, :64]) for im in trainer.train_images]
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    books_before = trainer.net.rvq.codebooks.clone()
-    state_before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    return x, {k: v.clone() for k, v in trainer.net.state_dict().items()}
+
+
+def test_only_named_stages_move_and_deep_previews_improve(tmp_path):
+    trainer = _trainer(tmp_path, steps=60)
+    x, state_before = _crops_and_state(trainer)
+    books_before = state_before["rvq.codebooks"]
     err_deep_before, _ = _full_depth_l1(trainer, x, 3)
     _, shallow_before = _full_depth_l1(trainer, x, 2)
 
@@ -95,10 +100,7 @@ def test_only_named_stages_move_and_deep_previews_improve(tmp_path):
 def test_film_rows_and_mask_columns_learn_only_for_the_tuned_depths(tmp_path):
     trainer = _trainer(tmp_path, steps=30)
     net = trainer.net
-    crops = [np.array(im[:64, :64]) for im in trainer.train_images]
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    state_before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, state_before = _crops_and_state(trainer)
     _, shallow_before = _full_depth_l1(trainer, x, 2)
 
     tune.tune_codebooks(trainer, [3], film=True)
@@ -121,10 +123,7 @@ def test_film_rows_and_mask_columns_learn_only_for_the_tuned_depths(tmp_path):
 def test_stage_one_modulation_alone_leaves_every_deeper_preview(tmp_path):
     trainer = _trainer(tmp_path, steps=30)
     net = trainer.net
-    crops = [np.array(im[:64, :64]) for im in trainer.train_images]
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    state_before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, state_before = _crops_and_state(trainer)
     deeper_before = [_full_depth_l1(trainer, x, d)[1] for d in (2, 3)]
     err_before, _ = _full_depth_l1(trainer, x, 1)
 
