@@ -118,6 +118,13 @@ def test_film_rows_and_mask_columns_learn_only_for_the_tuned_depths(tmp_path):
     _, shallow_after = _full_depth_l1(trainer, x, 2)
     assert torch.equal(shallow_after, shallow_before)
     assert not any(p.requires_grad for p in net.parameters())
+    # The masking hooks are gone: a later training of this network moves every row again.
+    net.stage_film.weight.requires_grad_(True)
+    net.train()
+    received = torch.ones(x.shape[0], 3, 4, 4, dtype=torch.bool)
+    received[:, 1:] = False  # depth 1: only row 0 of the FiLM table is read
+    net.synthesis(torch.randn(x.shape[0], TINY.latent_dim, 4, 4), received).sum().backward()
+    assert net.stage_film.weight.grad[0].abs().sum() > 0
 
 
 def test_stage_one_modulation_alone_leaves_every_deeper_preview(tmp_path):

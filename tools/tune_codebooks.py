@@ -41,6 +41,7 @@ import time
 from typing import TextIO
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from codec.quantizer import ResidualVQ
 from codec.train import Trainer, depth_mask, sample_depths, stage_weights
@@ -82,17 +83,18 @@ def depth_weights(depths: list[int], num_stages: int, weighting: str, p: float) 
     raise ValueError(f"--depth-weighting must be one of {WEIGHTINGS}, got {weighting!r}")
 
 
-def _only_at(param: torch.Tensor, dim: int, index: list[int]) -> torch.Tensor:
+def _only_at(param: torch.Tensor, dim: int, index: list[int]) -> RemovableHandle:
     """Let ``param`` learn along ``dim`` only at ``index``; the rest keep their values (Adam
-    without weight decay never moves an entry whose gradient is always zero)."""
+    without weight decay never moves an entry whose gradient is always zero). Returns the
+    gradient hook's handle: left on a parameter, it would freeze those entries in any later
+    training of the same network."""
     learns = torch.zeros(param.shape[dim], dtype=param.dtype, device=param.device)
     learns[index] = 1.0
     shape = [1] * param.dim()
     shape[dim] = -1
     learns = learns.reshape(shape)
     param.requires_grad_(True)
-    param.register_hook(lambda grad: grad * learns)
-    return param
+    return param.register_hook(lambda grad: grad * learns)
 
 
 def tune_codebooks(
@@ -108,7 +110,7 @@ def tune_codebooks(
     sample is decoded at one of ``depths`` (default: ``stages[0]`` to the full depth), drawn
     by :func:`depth_weights`. With ``film``, the FiLM rows of those depths learn too, and
     ``from_latent``'s mask columns from ``stages[0]`` on."""
-    cfg, net = trainer.cfg, trainer.net
+    net = trainer.net
     rvq = net.rvq
     if not isinstance(rvq, ResidualVQ):
         raise ValueError("only a residual VQ with EMA codebooks can be tuned this way")
@@ -126,15 +128,38 @@ def tune_codebooks(
         )
     for param in net.parameters():
         param.requires_grad_(False)
-    params = []
+    # (tensor, dim, indices that learn); the codebooks are a buffer [S, K, D] that autograd
+    # tracks once asked to, the FiLM table is [S, width] (row = depth - 1), and from_latent's
+    # input is the latent, then one received mask a stage ([C, D + S, 1, 1]).
+    learning = []
     if stages:
-        books = rvq.codebooks  # [S, K, D], a buffer: autograd tracks it once asked to
-        params.append(_only_at(books, 0, [s - 1 for s in stages]))
+        learning.append((rvq.codebooks, 0, [s - 1 for s in stages]))
     if film:
-        params.append(_only_at(net.stage_film.weight, 0, [d - 1 for d in depths]))  # [S, width]
-        if stages:  # from_latent's input: the latent, then one received mask a stage
+        learning.append((net.stage_film.weight, 0, [d - 1 for d in depths]))
+        if stages:
             masks = range(net.config.latent_dim + stages[0] - 1, net.config.latent_dim + s_count)
-            params.append(_only_at(net.from_latent.weight, 1, list(masks)))  # [C, D + S, 1, 1]
+            learning.append((net.from_latent.weight, 1, list(masks)))
+    params = [param for param, _, _ in learning]
+    hooks = [_only_at(param, dim, index) for param, dim, index in learning]
+    try:
+        return _run(trainer, params, depths, weighting, log)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for param in params:
+            param.requires_grad_(False)
+
+
+def _run(
+    trainer: Trainer,
+    params: list[torch.Tensor],
+    depths: list[int],
+    weighting: str,
+    log: TextIO | None,
+) -> dict:
+    """The tune's loop over ``trainer``'s schedule; see :func:`tune_codebooks`."""
+    cfg, net = trainer.cfg, trainer.net
+    rvq, s_count = net.rvq, net.rvq.num_stages
     opt = torch.optim.Adam(params, lr=cfg.lr)
     weights = depth_weights(depths, s_count, weighting, cfg.stage_weight_p)
     choices = torch.tensor(depths)
@@ -179,8 +204,6 @@ def tune_codebooks(
             log.flush()
         if cfg.export_every and trainer.step % cfg.export_every == 0:
             _export(trainer)
-    for param in params:
-        param.requires_grad_(False)
     _export(trainer)
     record = {"step": trainer.step, **trainer.validate()}
     if log is not None:
