@@ -77,7 +77,7 @@ def test_depth_weights_replace_the_progic_pair_and_are_checked(corpus, tmp_path)
     share = torch.bincount(depths, minlength=6)[1:].float() / len(depths)
     assert torch.allclose(share, torch.tensor([0.5, 0.0, 0.25, 0.0, 0.25]), atol=0.015)
     args = ["--data", "d", "--out", "o"]
-    for bad in ("1,x", "1,-1", "0,0"):
+    for bad in ("1,x", "1,-1", "0,0", "1,inf", "nan,1"):
         with pytest.raises(SystemExit):
             parse_args([*args, "--depth-weights", bad])
     assert parse_args([*args, "--depth-weights", "1,1,1,1,4"]).depth_weights == "1,1,1,1,4"

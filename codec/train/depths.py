@@ -14,6 +14,8 @@ to fill the holes that lost packets leave.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -44,8 +46,10 @@ def parse_depth_weights(text: str, num_stages: int | None = None) -> torch.Tenso
         values = [float(part) for part in text.split(",")]
     except ValueError:
         raise ValueError(f"depth weights must be comma-separated numbers, got {text!r}") from None
-    if any(not v >= 0 for v in values) or sum(values) <= 0:
-        raise ValueError(f"depth weights must be non-negative with a positive sum, got {text!r}")
+    if not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise ValueError(
+            f"depth weights must be finite, non-negative, with a positive sum, got {text!r}"
+        )
     if num_stages is not None and len(values) != num_stages:
         raise ValueError(
             f"depth weights name {len(values)} depths, the model has {num_stages}: {text!r}"
