@@ -244,6 +244,7 @@ def evaluate(
     progress: bool = False,
     budget_label: str = "",
     effort: int = 0,
+    beam_width: int = 1,
 ) -> dict[str, dict]:
     """Score ``codec`` and the selected classical codecs on ``images`` (name -> image).
 
@@ -255,7 +256,8 @@ def evaluate(
     PSNR and best MS-SSIM over the fitting candidates (possibly different files),
     ``"ms-ssim"``/``"psnr"`` both scores of the one file best by that metric. ``workers > 1``
     runs the classical searches in that many processes. ``effort`` is the RVQ encoder's
-    refinement steps (:meth:`codec.Codec.encode`); encode times include it.
+    refinement steps and ``beam_width`` its beam search (:meth:`codec.Codec.encode`); encode
+    times include them.
     """
     names = _parse_codecs(codecs)
     if select not in ("each", "ms-ssim", "psnr"):
@@ -296,7 +298,7 @@ def evaluate(
             pixels = rgb.shape[0] * rgb.shape[1]
             try:
                 t0 = time.perf_counter()
-                code = codec.encode(rgb, effort=effort)
+                code = codec.encode(rgb, effort=effort, beam_width=beam_width)
                 enc_s = time.perf_counter() - t0
             except CodecInputError as exc:
                 raise EvalError(f"image {name}: {exc}") from None
@@ -383,7 +385,8 @@ def evaluate(
             desc = (
                 f"Progressive RVQ codec {codec.name} (model id {codec.model_id}), "
                 f"{codec.num_stages} stages of {codec.config.codebook_size} codes; "
-                f"one entry per stage count; encoder effort {effort}; {budget_text}"
+                f"one entry per stage count; encoder effort {effort}, beam width {beam_width}; "
+                f"{budget_text}"
             )
             doc: dict[str, Any] = {"name": codec.name, "description": desc, "results": results}
             usage = codebook_usage(codes, codec.config.codebook_size)
@@ -431,6 +434,7 @@ def run_eval(
     workers: int = 1,
     select: str = "each",
     effort: int = 0,
+    beam_width: int = 1,
 ) -> dict:
     """Evaluate on the images in ``data_dir``, write the JSON files and the RD plot.
 
@@ -466,6 +470,7 @@ def run_eval(
         progress=progress,
         budget_label=budget_label,
         effort=effort,
+        beam_width=beam_width,
     )
     for doc in results.values():
         doc["data"] = str(Path(data_dir))

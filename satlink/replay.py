@@ -143,16 +143,18 @@ def encode_payload(
     budget_packets: int | None = None,
     message_id: int = 1,
     effort: int = 0,
+    beam_width: int = 1,
 ) -> Payload:
     """Packets for the RVQ code or for a classical file (``avif``, ``jxl``, ``jpeg``).
 
     A classical file is the best that fits ``budget_packets`` packets (default: as many as the
     RVQ code of this image takes on this packet layout); when none fits, ``plan`` is None.
-    ``effort`` > 0 refines the RVQ encoding for this picture (``codec.Codec.encode``).
+    ``effort`` > 0 refines the RVQ encoding for this picture, ``beam_width`` > 1 searches its
+    codes with a beam (both as ``codec.Codec.encode``).
     """
     size = scenario.packets.size_bytes
     if payload == "rvq":
-        code = codec.encode(image, effort=effort)
+        code = codec.encode(image, effort=effort, beam_width=beam_width)
         packets = packetize(
             code,
             size,
@@ -161,7 +163,12 @@ def encode_payload(
             interleave=scenario.packets.interleave,
         )
         reliable = [parse_packet(p).stage == 0 for p in packets]
-        info = {"payload": "rvq", "packets": len(packets), "effort": effort}
+        info = {
+            "payload": "rvq",
+            "packets": len(packets),
+            "effort": effort,
+            "beam_width": beam_width,
+        }
         return Payload(plan_transmission(packets, scenario, reliable), info, code)
     if payload not in PAYLOADS:
         raise ValueError(f"payload {payload!r}: choose from {', '.join(PAYLOADS)}")
@@ -357,6 +364,7 @@ def replay(
     keep_images: bool | None = None,
     message_id: int = 1,
     effort: int = 0,
+    beam_width: int = 1,
     max_previews: int | None = MAX_PREVIEWS,
 ) -> ReplayResult:
     """Replay one transfer and, with ``out_dir``, write the full report folder.
@@ -365,7 +373,8 @@ def replay(
     ``key=value`` strings as on the command line. ``payload`` is ``"rvq"`` (the progressive
     code) or a classical file (``"avif"``, ``"jxl"``, ``"jpeg"``) of at most ``budget_packets``
     (default: as many as the RVQ code takes). ``effort`` > 0 refines the RVQ encoding of this
-    picture by that many gradient steps (slower to encode, same decoder and packets).
+    picture by that many gradient steps (slower to encode, same decoder and packets);
+    ``beam_width`` > 1 (at effort 0) chooses its codes with a beam search instead.
 
     With ``out_dir`` the folder must be new, empty or a satlink run's (:mod:`satlink.outdir`:
     the run owns only what it writes, and a second run into it at the same time is refused);
@@ -405,6 +414,7 @@ def replay(
         message_id=message_id,
         codec=codec,
         effort=effort,
+        beam_width=beam_width,
     )
     if encoded.plan is None:
         capacity = encoded.info["budget_packets"] * byte_capacity(sc.packets.size_bytes)

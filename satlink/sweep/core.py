@@ -66,6 +66,7 @@ def _plan(
     model: str,
     fingerprint: str,
     effort: int = 0,
+    beam_width: int = 1,
 ) -> list[_Group]:
     """Every replication in table order: point, payload, image, replicate."""
     groups = []
@@ -77,13 +78,16 @@ def _plan(
             budget = budget_packets if payload != "rvq" else None
             for ii, img in enumerate(images):
                 group = _Group(
-                    worker.Work(sc_json, sc.origin, img.digest, model, fingerprint, effort),
+                    worker.Work(
+                        sc_json, sc.origin, img.digest, model, fingerprint, effort, beam_width
+                    ),
                     payload,
                     budget,
                 )
-                # Effort changes the indices, so it is part of a replication's identity; effort
-                # 0 keeps the keys of runs made before effort existed.
-                model_key = f"{fingerprint}+effort{effort}" if effort else fingerprint
+                # Effort and beam change the indices, so they are part of a replication's
+                # identity; the defaults keep the keys of runs made before either existed.
+                model_key = fingerprint + (f"+effort{effort}" if effort else "")
+                model_key += f"+beam{beam_width}" if beam_width > 1 else ""
                 for r, seed in enumerate(seeds):
                     key = replication_key(physics, img.digest, payload, budget, seed, model_key)
                     rep = Replication(
@@ -131,6 +135,7 @@ def _jobs(
                     g.budget_packets,
                     g.work.model_fingerprint,
                     g.work.effort,
+                    g.work.beam_width,
                 ]
             )
         )
@@ -199,6 +204,7 @@ def sweep(
     chunk_size: int | None = None,
     plots: bool = True,
     effort: int = 0,
+    beam_width: int = 1,
 ) -> SweepResult:
     """Run (or resume) a Monte Carlo sweep and, with ``out_dir``, write its tables and plots.
 
@@ -211,7 +217,8 @@ def sweep(
     many as the RVQ code); ``overrides``: ``KEY=VALUE`` strings applied before the grid;
     ``model``: a model name, id or ``.pt`` path (default: ``codec.zoo.DEFAULT_MODEL``);
     ``decode_cache=False`` decodes every preview afresh (the benchmark's baseline);
-    ``effort``: encoder-side refinement steps for the RVQ code (``codec.Codec.encode``).
+    ``effort``: encoder-side refinement steps for the RVQ code, ``beam_width``: paths kept by
+    the encoder's beam search (both as ``codec.Codec.encode``).
 
     >>> r = sweep("bds3-rsmc-geo", grid={"channel.loss.p": [0.0, 0.2]}, seeds=10,
     ...           payloads=["rvq", "jpeg"], workers=0)                  # doctest: +SKIP
@@ -222,6 +229,13 @@ def sweep(
     workers = check_int("workers", workers, 0)
     cache_entries = check_int("cache_entries", cache_entries, 1)
     effort = check_int("effort", effort, 0)
+    beam_width = check_int("beam_width", beam_width, 1)
+    from codec.search import MAX_BEAM_WIDTH  # here, not at import: it loads torch
+
+    if beam_width > MAX_BEAM_WIDTH:
+        raise SweepError(f"beam_width = {beam_width}: expected at most {MAX_BEAM_WIDTH}")
+    if effort and beam_width > 1:
+        raise SweepError(f"beam_width {beam_width} needs effort 0 (got effort {effort})")
     if budget_packets is not None:
         budget_packets = check_int("budget_packets", budget_packets, 1)
     if chunk_size is not None:
@@ -251,7 +265,15 @@ def sweep(
     model = str(model)
     fingerprint = worker.model_fingerprint(model)
     groups = _plan(
-        points, payload_list, image_list, seed_list, budget_packets, model, fingerprint, effort
+        points,
+        payload_list,
+        image_list,
+        seed_list,
+        budget_packets,
+        model,
+        fingerprint,
+        effort,
+        beam_width,
     )
     reps = [r for g in groups for r in g.reps]
 

@@ -37,6 +37,7 @@ class Work:
     model: str
     model_fingerprint: str
     effort: int = 0  # encoder-side refinement steps (codec.encode's effort)
+    beam_width: int = 1  # paths kept by the encoder's beam search (codec.encode's beam_width)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def prepare(
     budget_packets: int | None,
     codec: Any,
     effort: int = 0,
+    beam_width: int = 1,
 ) -> Payload:
     """The payload's packets on this grid point's packet layout (cached per worker thread).
 
@@ -166,9 +168,9 @@ def prepare(
     """
     p = sc.packets
     key = (image_digest, payload, p.size_bytes, p.fragment_bytes, p.order, p.interleave, effort)
-    key += (sc.fec,)  # the plan's repair packets follow the [fec] table
+    key += (sc.fec, beam_width)  # the plan's repair packets follow the [fec] table
     if payload != "rvq" and budget_packets is None:
-        rvq = prepare(state, pixels, image_digest, "rvq", sc, None, codec, effort)
+        rvq = prepare(state, pixels, image_digest, "rvq", sc, None, codec, effort, beam_width)
         budget_packets = rvq.info["packets"]
     return state.payloads.remember(
         (*key, budget_packets),
@@ -180,6 +182,7 @@ def prepare(
             budget_packets=budget_packets,
             message_id=1,
             effort=effort,
+            beam_width=beam_width,
         ),
     )
 
@@ -305,6 +308,7 @@ def run_prep(job: PrepJob, pixels: np.ndarray) -> tuple[str, Payload]:
         job.budget_packets,
         codec,
         job.work.effort,
+        job.work.beam_width,
     )
     return job.key, Payload(payload.plan, payload.info)  # without the code: less to ship
 
