@@ -1,9 +1,10 @@
-"""Encoder-side refinement on Kodak: quality per stage and encode time per effort level.
+"""Encoder-side search on Kodak: quality per stage and encode time per effort and beam width.
 
     python benchmarks/bench_effort.py [--data ../shared/data/kodak] [--efforts 0,3,10]
-        [--limit N] [--threads 2] [--out runs/effort.json] [--baseline DIR]
+        [--beam-widths 8] [--limit N] [--threads 2] [--out runs/effort.json] [--baseline DIR]
 
-For every image and effort, encodes with ``Codec.encode(image, effort=N)`` (timed), decodes
+For every image and setting (each effort at beam width 1, then each beam width above 1 at effort
+0), encodes with ``Codec.encode(image, effort=N, beam_width=W)`` (timed), decodes
 stages 1..5 and scores PSNR and MS-SSIM (``codec.metrics``). Prints the mean per stage and the
 median encode time per effort as a markdown table, with the CPU model and instruction set; raw
 per-image figures go to ``--out``. Quality does not depend on machine load; encode time does, so
@@ -14,7 +15,8 @@ ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
 every image at every effort there too, in a fresh process right after this checkout's encode
 (alternating, so a drift in the machine's speed hits both alike; the timer excludes start-up,
 and both sides warm up with an effort-1 encode first),
-and prints its table and the median time ratio, image by image.
+and prints its table and the median time ratio, image by image (efforts only: a baseline may
+predate the beam).
 """
 
 from __future__ import annotations
@@ -81,24 +83,34 @@ def baseline_row(checkout: Path, path: Path, effort: int, threads: int, model: s
     return {"image": path.name, "effort": effort, "checkout": "baseline", **json.loads(out)}
 
 
-def print_table(rows: list[dict], efforts: list[int]) -> None:
-    print("| effort | median encode s | MS-SSIM at 1 / 2 / 3 / 4 / 5 stages | PSNR dB at 1..5 |")
-    print("|---|---|---|---|")
-    for effort in efforts:
-        sel = [r for r in rows if r["effort"] == effort]
+def print_table(rows: list[dict], settings: list[tuple[int, int]]) -> None:
+    print(
+        "| effort | beam width | median encode s | MS-SSIM at 1 / 2 / 3 / 4 / 5 stages "
+        "| PSNR dB at 1..5 |"
+    )
+    print("|---|---|---|---|---|")
+    for effort, width in settings:
+        sel = [r for r in rows if _setting(r) == (effort, width)]
+        if not sel:
+            continue
         ms = np.mean([r["ms_ssim"] for r in sel], 0)
         ps = np.mean([r["psnr_db"] for r in sel], 0)
         t = statistics.median(r["encode_s"] for r in sel)
         print(
-            f"| {effort} | {t:.1f} | {' / '.join(f'{v:.4f}' for v in ms)} | "
+            f"| {effort} | {width} | {t:.2f} | {' / '.join(f'{v:.4f}' for v in ms)} | "
             f"{' / '.join(f'{v:.2f}' for v in ps)} |"
         )
+
+
+def _setting(row: dict) -> tuple[int, int]:
+    return row["effort"], row.get("beam_width", 1)  # files from before the beam: width 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--efforts", default="0,3,10")
+    ap.add_argument("--beam-widths", default="", help="beam widths above 1, each at effort 0")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="")
@@ -108,32 +120,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model) if args.model else default_codec()
     efforts = [int(e) for e in args.efforts.split(",")]
+    widths = [int(w) for w in args.beam_widths.split(",") if w.strip() and int(w) > 1]
+    settings = [(e, 1) for e in efforts] + [(0, w) for w in widths]
     paths = sorted(args.data.glob("*.png"))[: args.limit or None]
     label = cpu_label()
     rows = []
     if args.out.is_file():  # resume: a long run writes after every image
         old = json.loads(args.out.read_text())
         if old.get("model") == codec.name:
-            rows = [r for r in old["rows"] if r["effort"] in efforts]
-    done = {(r["image"], r["effort"], r.get("checkout", "this")) for r in rows}
+            rows = [r for r in old["rows"] if _setting(r) in settings]
+    done = {(r["image"], *_setting(r), r.get("checkout", "this")) for r in rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if paths and any(efforts):  # the first backward pass sets up kernels (~1 s): not timed
         codec.encode(load_image(paths[0]), effort=1)
     for path in paths:
         img = load_image(path)
-        for effort in efforts:
-            if args.baseline is not None and (path.name, effort, "baseline") not in done:
+        for effort, width in settings:
+            baseline = args.baseline is not None and width == 1
+            if baseline and (path.name, effort, 1, "baseline") not in done:
                 rows.append(baseline_row(args.baseline, path, effort, args.threads, args.model))
-            if (path.name, effort, "this") in done:
+            if (path.name, effort, width, "this") in done:
                 continue
             t0 = time.perf_counter()
-            code = codec.encode(img, effort=effort)
+            code = codec.encode(img, effort=effort, beam_width=width)
             encode_s = time.perf_counter() - t0
             previews = np.stack(codec.decode_batch(code, [code.stage_mask(k) for k in range(1, 6)]))
             rows.append(
                 {
                     "image": path.name,
                     "effort": effort,
+                    "beam_width": width,
                     "checkout": "this",
                     "encode_s": encode_s,
                     "psnr_db": psnr_batch(img, previews).tolist(),
@@ -141,7 +157,12 @@ def main() -> None:
                 }
             )
             print(
-                path.name, effort, f"{encode_s:.1f} s", np.round(rows[-1]["ms_ssim"], 4), flush=True
+                path.name,
+                effort,
+                width,
+                f"{encode_s:.2f} s",
+                np.round(rows[-1]["ms_ssim"], 4),
+                flush=True,
             )
             doc = {"cpu": label, "model": codec.name, "rows": rows}
             args.out.write_text(json.dumps(doc, indent=1))
@@ -150,18 +171,18 @@ def main() -> None:
     print(
         f"\n{len(paths)} images, {codec.name}, {label} (encode times: as measured, load included)\n"
     )
-    print_table(mine, efforts)
+    print_table(mine, settings)
     base = {(r["image"], r["effort"]): r for r in rows if r.get("checkout") == "baseline"}
     if base:
         print(f"\nbaseline {args.baseline}:\n")
-        print_table(list(base.values()), efforts)
+        print_table(list(base.values()), [(e, 1) for e in efforts])
         print("\n| effort | encode time, this / baseline (median of image-by-image ratios) |")
         print("|---|---|")
         for effort in efforts:
             ratios = [
                 r["encode_s"] / base[r["image"], effort]["encode_s"]
                 for r in mine
-                if r["effort"] == effort and (r["image"], effort) in base
+                if _setting(r) == (effort, 1) and (r["image"], effort) in base
             ]
             if ratios:
                 print(f"| {effort} | {statistics.median(ratios):.3f} |")

@@ -154,7 +154,7 @@ class Codec:
         bitstream are unchanged. Each step costs one decoder pass with gradients, so an effort
         costs about five times that many passes. ``beam_width`` > 1 (at effort 0) chooses the
         codes of all stages together, keeping that many paths through the stages
-        (:func:`codec.search.beam_indices`; 8 is a good width: a few hundred ms at 768×512).
+        (:func:`codec.search.beam_indices`; 8 is a good width: about 0.1 s more at 768×512).
         The two do not combine: refinement fixes each stage's codes for its own preview.
         """
         for name, value in (("effort", effort), ("beam_width", beam_width)):

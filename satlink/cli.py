@@ -327,7 +327,7 @@ def _add_effort(sp: argparse.ArgumentParser) -> None:
         metavar="W",
         help="encoder beam search for the RVQ code (1..64, default 1: the nearest code stage by "
         "stage): W paths through the stages, each stage's codes chosen with the later stages in "
-        "view; 8 lifts stages 2-5 for a few hundred ms at 768×512. Effort 0 only",
+        "view; 8 lifts stages 2-5 for about 0.1 s more at 768×512. Effort 0 only",
     )
 
 
