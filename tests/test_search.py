@@ -134,3 +134,29 @@ def test_beam_reaches_the_packets_through_cli_sweep_and_replay(tmp_path, capsys)
     assert rep["key"] != plain.replications[0]["key"]  # the beam is part of a replication's key
     with pytest.raises(SweepError, match="needs effort 0"):
         sweep("bds3-rsmc-geo", images=small, seeds=1, workers=0, beam_width=8, effort=1)
+
+
+def test_training_can_quantize_with_the_beam(tmp_path) -> None:
+    from PIL import Image
+
+    from codec.train import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    base = {"data": str(tmp_path), "crop_px": 64, "config": "tiny", "progress": False}
+    base |= {"val_every": 1000, "threads": 1, "batch_size": 2, "depth_sampling": "one"}
+    trainer = Trainer(TrainConfig(out=str(tmp_path / "o"), beam_width=4, beam_share=1.0, **base))
+    trainer.kmeans_init()
+    x = trainer.batch()
+    z, indices, codewords, _ = trainer.reconstruct(x, beam=True)
+    assert torch.equal(indices, beam_indices(trainer.net, z, 4))
+    assert torch.equal(codewords, trainer.net.rvq.lookup(indices))
+    before = [p.detach().clone() for p in trainer.net.parameters()]
+    stats = trainer.train_step()
+    assert np.isfinite(stats["loss"])
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.net.parameters(), strict=True))
+    for bad in ({"beam_width": 0}, {"beam_width": 65}, {"beam_share": 1.5}):
+        with pytest.raises(ValueError, match=r"beam_width must be in 1\.\.64 and beam_share"):
+            Trainer(TrainConfig(out=str(tmp_path / "bad"), **base, **bad))

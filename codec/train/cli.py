@@ -60,6 +60,9 @@ OPTION_HELP = {
     "depth_sampling": "'all' depths per sample, or 'one' drawn per sample (6.5x cheaper)",
     "encoder_grad": "'all' depths train the encoder, or only the 'full' depth",
     "quantizer_grad": "'ste' (straight-through) or 'rotation' (rotation trick) to the encoder",
+    "beam_width": "quantize a share of the training batches by the encoder's beam search with "
+    "this many paths (1: never), so the decoder learns what --beam-width sends",
+    "beam_share": "share of the training batches the beam quantizes (with --beam-width > 1)",
     "max_images": "use only the first N images (0: all)",
     "init_partial": "with --init-weights of another shape: take the tensors that fit, the rest "
     "start fresh (true/false)",

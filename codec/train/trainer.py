@@ -45,6 +45,7 @@ from codec.data import (
 from codec.model import CodecConfig, ProgressiveCodec, film_columns
 from codec.pack import load_pack, split_paths
 from codec.quantizer import rotate_onto
+from codec.search import MAX_BEAM_WIDTH, beam_indices
 from codec.train.depths import (
     depth_mask,
     depth_masks,
@@ -134,6 +135,11 @@ class TrainConfig:
     # How the quantizer passes gradients to the encoder: "ste" copies them unchanged
     # (straight-through), "rotation" turns them with the angle to the code (rotation trick).
     quantizer_grad: str = "ste"
+    # > 1: a share (beam_share) of the training batches is quantized by the encoder's beam
+    # search (codec.search) instead of the nearest codes, so the decoder also learns the
+    # latents that `encode(beam_width=W)` sends. Validation stays on the nearest codes.
+    beam_width: int = 1
+    beam_share: float = 0.5
     max_images: int = 0
     # With --init-weights of another shape (--config): take the tensors whose name and shape
     # match, start the rest fresh. A lighter decoder keeps the shipped encoder and codebooks
@@ -210,6 +216,11 @@ class Trainer:
             raise ValueError("lr_clock 'wall' needs max_wall_s > 0")
         if cfg.encoder_grad not in ("all", "full"):
             raise ValueError(f"encoder_grad must be 'all' or 'full', got {cfg.encoder_grad!r}")
+        if not 1 <= cfg.beam_width <= MAX_BEAM_WIDTH or not 0 <= cfg.beam_share <= 1:
+            raise ValueError(
+                f"beam_width must be in 1..{MAX_BEAM_WIDTH} and beam_share in 0..1, got "
+                f"{cfg.beam_width} and {cfg.beam_share}"
+            )
         if cfg.quantizer_grad not in ("ste", "rotation"):
             raise ValueError(
                 f"quantizer_grad must be 'ste' or 'rotation', got {cfg.quantizer_grad!r}"
@@ -449,8 +460,12 @@ class Trainer:
         x: torch.Tensor,
         received: torch.Tensor | None = None,
         depths: torch.Tensor | None = None,
+        beam: bool = False,
     ):
         """Encode, quantize and decode ``x`` ``[B, 3, H, W]``.
+
+        ``beam``: quantize with the beam search of ``cfg.beam_width`` paths, not the nearest
+        codes.
 
         Without ``depths``, every depth is decoded and ``recon`` is ``[S*B, 3, H, W]`` in
         depth-major order; with ``depths`` ``[B]`` (1..S), each sample is decoded once at its
@@ -460,7 +475,11 @@ class Trainer:
         with self.autocast():
             z = net.analysis(x).float()
         b, _d, h, w = z.shape
-        indices, codewords = net.quantize(z.detach())
+        if beam:
+            indices = beam_indices(net, z.detach(), self.cfg.beam_width)
+            codewords = net.rvq.lookup(indices)
+        else:
+            indices, codewords = net.quantize(z.detach())
         if received is None:
             received = torch.ones(b, s, h, w, dtype=torch.bool, device=z.device)
         if depths is None:
@@ -524,7 +543,8 @@ class Trainer:
         depths = None
         if cfg.depth_sampling == "one":
             depths = sample_depths(b, self.weights, self.gen).to(self.device)
-        z, indices, codewords, recon = self.reconstruct(x, received.to(self.device), depths)
+        beam = cfg.beam_width > 1 and float(torch.rand((), generator=self.gen)) < cfg.beam_share
+        z, indices, codewords, recon = self.reconstruct(x, received.to(self.device), depths, beam)
         l1, dssim, chroma = self.losses(x, recon, per_sample=depths is not None)
         mix = self.mix(l1, dssim, chroma)
         if depths is None:
