@@ -132,6 +132,7 @@ def test_beam_reaches_the_packets_through_cli_sweep_and_replay(tmp_path, capsys)
     assert rep["final_ms_ssim"] == replayed.summary["final_ms_ssim"]
     assert replayed.summary["payload"]["beam_width"] == 8
     assert rep["key"] != plain.replications[0]["key"]  # the beam is part of a replication's key
+    assert swept.stats["beam_width"] == 8 and plain.stats["beam_width"] == 1
     with pytest.raises(SweepError, match="needs effort 0"):
         sweep("bds3-rsmc-geo", images=small, seeds=1, workers=0, beam_width=8, effort=1)
 

@@ -408,6 +408,8 @@ def sweep(
             "prepare_s": prep_s,
             "model": model,
             "model_fingerprint": fingerprint,
+            "effort": effort,
+            "beam_width": beam_width,
         }
         result = SweepResult(
             base.name,
