@@ -135,9 +135,8 @@ class TrainConfig:
     # How the quantizer passes gradients to the encoder: "ste" copies them unchanged
     # (straight-through), "rotation" turns them with the angle to the code (rotation trick).
     quantizer_grad: str = "ste"
-    # > 1: a share (beam_share) of the training batches is quantized by the encoder's beam
-    # search (codec.search) instead of the nearest codes, so the decoder also learns the
-    # latents that `encode(beam_width=W)` sends. Validation stays on the nearest codes.
+    # > 1: that share of the batches is quantized by the encoder's beam search (codec.search),
+    # so the decoder learns what `encode(beam_width=W)` sends; validation keeps the nearest codes.
     beam_width: int = 1
     beam_share: float = 0.5
     max_images: int = 0
@@ -464,8 +463,7 @@ class Trainer:
     ):
         """Encode, quantize and decode ``x`` ``[B, 3, H, W]``.
 
-        ``beam``: quantize with the beam search of ``cfg.beam_width`` paths, not the nearest
-        codes.
+        ``beam``: the beam search of ``cfg.beam_width`` paths picks the codes, not the nearest.
 
         Without ``depths``, every depth is decoded and ``recon`` is ``[S*B, 3, H, W]`` in
         depth-major order; with ``depths`` ``[B]`` (1..S), each sample is decoded once at its
