@@ -67,6 +67,15 @@ def test_a_wider_beam_never_scores_worse_here_than_the_nearest_codes() -> None:
     assert beam.sum() < greedy.sum() and (beam <= greedy + 1e-4).float().mean() > 0.9
 
 
+def test_a_factorized_quantizer_is_searched_in_the_latent_space() -> None:
+    cfg = dataclasses.replace(CodecConfig.tiny(), num_stages=3, code_dim=4)
+    net = ProgressiveCodec(cfg).eval()
+    z = torch.randn(1, 8, 3, 3)
+    idx = beam_indices(net, z, 4)
+    assert idx.shape == (1, 3, 3, 3) and int(idx.max()) < cfg.codebook_size
+    assert net.decode_indices(idx).shape == (1, 3, 48, 48)
+
+
 def test_blocks_do_not_change_the_result(monkeypatch) -> None:
     net = small_net(3, 16)
     z = torch.randn(2, 8, 6, 5)
