@@ -32,6 +32,29 @@ class CodecInputError(ValueError):
     """An image or code the codec cannot take; the message says what is wrong."""
 
 
+def check_search(effort: int, beam_width: int) -> None:
+    """Refuse encoder options :meth:`Codec.encode` cannot take, before any work is done.
+
+    >>> try:
+    ...     check_search(effort=8, beam_width=8)
+    ... except CodecInputError as exc:
+    ...     print(str(exc).split(":")[0])
+    beam_width 8 needs effort 0 (got effort 8)
+    """
+    for name, value in (("effort", effort), ("beam_width", beam_width)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CodecInputError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= effort <= MAX_EFFORT:
+        raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
+    if not 1 <= beam_width <= MAX_BEAM_WIDTH:
+        raise CodecInputError(f"beam_width must be in 1..{MAX_BEAM_WIDTH}, got {beam_width}")
+    if effort and beam_width > 1:
+        raise CodecInputError(
+            f"beam_width {beam_width} needs effort 0 (got effort {effort}): refinement picks "
+            "each stage's codes for its own preview, and a beam over its latents lost quality"
+        )
+
+
 def load_image(source: ImageLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image as uint8 RGB ``[H, W, 3]``; greyscale, palette and RGBA are converted.
 
@@ -157,18 +180,7 @@ class Codec:
         (:func:`codec.search.beam_indices`; 8 is a good width: about 0.1 s more at 768×512).
         The two do not combine: refinement fixes each stage's codes for its own preview.
         """
-        for name, value in (("effort", effort), ("beam_width", beam_width)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise CodecInputError(f"{name} must be an integer, got {value!r}")
-        if not 0 <= effort <= MAX_EFFORT:
-            raise CodecInputError(f"effort must be in 0..{MAX_EFFORT}, got {effort}")
-        if not 1 <= beam_width <= MAX_BEAM_WIDTH:
-            raise CodecInputError(f"beam_width must be in 1..{MAX_BEAM_WIDTH}, got {beam_width}")
-        if effort and beam_width > 1:
-            raise CodecInputError(
-                f"beam_width {beam_width} needs effort 0 (got effort {effort}): refinement picks "
-                "each stage's codes for its own preview, and a beam over its latents lost quality"
-            )
+        check_search(effort, beam_width)
         x, size = self.to_tensor(load_image(image, max_pixels=self.max_pixels))
         if effort:
             indices = refine_indices(self.net, x, effort, size)

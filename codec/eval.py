@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from codec.api import Codec, CodecInputError, load_image
+from codec.api import Codec, CodecInputError, check_search, load_image
 from codec.classical import (
     CLASSICAL_CODECS,
     MISS_GREY,
@@ -448,6 +448,10 @@ def run_eval(
     if out_json.suffix.lower() != ".json":
         raise EvalError(f"--out must name a .json file, got {out_json}")
     names = _parse_codecs(codecs)
+    try:
+        check_search(effort, beam_width)  # before any folder is made or image read
+    except CodecInputError as exc:
+        raise EvalError(str(exc)) from None
     files = find_images(data_dir, limit)
     if codec is None:
         from codec.zoo import default_codec

@@ -170,3 +170,15 @@ def test_training_can_quantize_with_the_beam(tmp_path) -> None:
     for bad in ({"beam_width": 0}, {"beam_width": 65}, {"beam_share": 1.5}):
         with pytest.raises(ValueError, match=r"beam_width must be in 1\.\.64 and beam_share"):
             Trainer(TrainConfig(out=str(tmp_path / "bad"), **base, **bad))
+
+
+def test_codec_eval_refuses_a_bad_search_before_making_its_folder(tmp_path) -> None:
+    from PIL import Image
+
+    from codec.eval import EvalError, run_eval
+
+    Image.fromarray(data.astronaut()[:64, :64]).save(tmp_path / "a.png")
+    out = tmp_path / "new" / "r.json"
+    with pytest.raises(EvalError, match=r"beam_width must be in 1\.\.64, got 65"):
+        run_eval(tmp_path, out, codecs="rvq", beam_width=65, progress=False)
+    assert not out.parent.exists()

@@ -230,12 +230,12 @@ def sweep(
     cache_entries = check_int("cache_entries", cache_entries, 1)
     effort = check_int("effort", effort, 0)
     beam_width = check_int("beam_width", beam_width, 1)
-    from codec.search import MAX_BEAM_WIDTH  # here, not at import: it loads torch
+    from codec.api import CodecInputError, check_search  # here, not at import: it loads torch
 
-    if beam_width > MAX_BEAM_WIDTH:
-        raise SweepError(f"beam_width = {beam_width}: expected at most {MAX_BEAM_WIDTH}")
-    if effort and beam_width > 1:
-        raise SweepError(f"beam_width {beam_width} needs effort 0 (got effort {effort})")
+    try:
+        check_search(effort, beam_width)
+    except CodecInputError as exc:
+        raise SweepError(str(exc)) from None
     if budget_packets is not None:
         budget_packets = check_int("budget_packets", budget_packets, 1)
     if chunk_size is not None:
