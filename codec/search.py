@@ -62,17 +62,21 @@ def _stage_codewords(net: ProgressiveCodec, s: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _beam_block(
-    flat: torch.Tensor, books: list[torch.Tensor], width: int, weights: tuple[float, ...]
+    flat: torch.Tensor,
+    books: list[tuple[torch.Tensor, torch.Tensor]],
+    width: int,
+    weights: tuple[float, ...],
 ) -> torch.Tensor:
-    """Indices ``[S, N]`` for latent vectors ``[N, D]``."""
+    """Indices ``[S, N]`` for latent vectors ``[N, D]``; ``books``: per stage, the codewords
+    ``[K, D]`` and their squared norms ``[K]``."""
     n, d = flat.shape
     res = flat[:, None, :]  # [N, b, D]: the residual of each path kept
     cost = flat.new_zeros(n, 1)
     parents, codes = [], []
-    for book, w in zip(books, weights, strict=True):
+    for (book, norms), w in zip(books, weights, strict=True):
         b, k = res.shape[1], book.shape[0]
         # ||r - c||^2 = ||r||^2 - 2 r.c + ||c||^2, the last two in one matrix product
-        dist = torch.addmm((book * book).sum(1), res.reshape(-1, d), book.t(), alpha=-2.0)
+        dist = torch.addmm(norms, res.reshape(-1, d), book.t(), alpha=-2.0)
         base = cost + w * (res * res).sum(-1)
         score = dist.view(n, b, k).mul_(w).add_(base[:, :, None]).view(n, b * k)
         cost, pos = score.topk(min(width, b * k), dim=1, largest=False)
@@ -111,6 +115,7 @@ def beam_indices(
     b, d, h, w = z.shape
     flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, d)
     books = [_stage_codewords(net, k).detach().float() for k in range(s)]
+    books = [(book, (book * book).sum(1)) for book in books]  # once, not once per block
     idx = torch.cat(
         [
             _beam_block(flat[i : i + _BLOCK_VECTORS], books, width, weights)

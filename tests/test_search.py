@@ -58,7 +58,7 @@ def test_a_beam_as_wide_as_every_path_finds_the_best_one() -> None:
     assert torch.allclose(got, best, rtol=1e-5, atol=1e-5)
 
 
-def test_a_wider_beam_never_scores_worse_here_than_the_nearest_codes() -> None:
+def test_a_wider_beam_scores_better_than_the_nearest_codes() -> None:
     net = small_net(5, 16)
     z = torch.randn(1, 8, 8, 8) * 2
     w = depth_weights(5)
