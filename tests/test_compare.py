@@ -23,11 +23,18 @@ def test_loss_overrides_give_the_asked_long_run_loss() -> None:
         loss_overrides("fade", 0.1)
 
 
-def test_every_arm_fits_the_budget(tiny, small_image) -> None:
+@pytest.fixture(scope="module")
+def wide_image(small_image) -> np.ndarray:
+    """256 x 512 px: the tiny codec's 2 stages of 16 x 32 indices take 2 packets of 360 bytes
+    (686 4-bit indices each: stage 1 and a third of stage 2, then the rest of stage 2)."""
+    return np.ascontiguousarray(np.tile(small_image, (2, 4, 1)))
+
+
+def test_every_arm_fits_the_budget(tiny, wide_image) -> None:
     sc = load_scenario("bds3-rsmc-geo", loss_overrides("bernoulli", 0.1))
-    code = tiny.encode(small_image)  # 8x8 latent, 2 stages: one packet per stage, budget 2
+    code = tiny.encode(wide_image)
     fits: dict = {}
-    plans = {a: arm_plan(a, sc, small_image, code, (1.0, 0.1, 0.1, 0.1, 0.1), 0.1, fits=fits)
+    plans = {a: arm_plan(a, sc, wide_image, code, (1.0, 0.1, 0.1, 0.1, 0.1), 0.1, fits=fits)
              for a in ARMS}  # fmt: skip
     budget = plans["rvq"].plan.packet_count
     assert budget == 2
@@ -43,9 +50,9 @@ def test_every_arm_fits_the_budget(tiny, small_image) -> None:
     assert plans["avif-fec"].info["file_packets"] == 1  # 1 + ceil(1.0 * 1) = 2 packets
 
 
-def test_compare_writes_csv_and_figure_and_is_deterministic(tmp_path, tiny, small_image) -> None:
+def test_compare_writes_csv_and_figure_and_is_deterministic(tmp_path, tiny, wide_image) -> None:
     kw = dict(losses=[0.0, 0.4], seeds=3, arms=["rvq", "rvq-uep", "avif"], codec=tiny)
-    res = compare("bds3-rsmc-geo", small_image, out_dir=tmp_path, **kw)
+    res = compare("bds3-rsmc-geo", wide_image, out_dir=tmp_path, **kw)
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     with open(tmp_path / "compare.csv") as f:
         table = list(csv.DictReader(f))
@@ -55,10 +62,10 @@ def test_compare_writes_csv_and_figure_and_is_deterministic(tmp_path, tiny, smal
             assert r["p_any_picture_median"] == 1.0 and r["messages_sent_median"] > 0
         assert r["final_ms_ssim_p10"] <= r["final_ms_ssim_median"] <= r["final_ms_ssim_p90"]
         assert math.isinf(r["time_to_msssim_0.8_s_p90"]) or r["time_to_msssim_0.8_s_p90"] >= 0
-    again = compare("bds3-rsmc-geo", small_image, **kw)
+    again = compare("bds3-rsmc-geo", wide_image, **kw)
     assert [r["final_ms_ssim"] for r in again.rows] == [r["final_ms_ssim"] for r in res.rows]
     with pytest.raises(ValueError, match="arm 'jpeg-fec'"):
-        compare("bds3-rsmc-geo", small_image, arms=["jpeg-fec"], codec=tiny)
+        compare("bds3-rsmc-geo", wide_image, arms=["jpeg-fec"], codec=tiny)
 
 
 def test_cli_compare_one_line_on_bad_arm(capsys) -> None:

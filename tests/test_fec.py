@@ -97,7 +97,7 @@ def test_any_large_enough_subset_recovers_the_source(
     for raw in sources:
         p = parse_packet(raw)
         if block_of(p) in recoverable:
-            assert got[p.stage].reshape(-1)[p.positions].all()
+            assert got.reshape(got.shape[0], -1)[p.stages, p.positions].all()
 
 
 @settings(max_examples=40, deadline=None)
@@ -153,7 +153,7 @@ def test_fec_off_changes_nothing_and_source_packets_are_unchanged() -> None:
 
 
 def test_unequal_protection_counts_and_placement() -> None:
-    code = code_of(2, 5, (32, 48))  # 6 packets per stage at 360 bytes
+    code = code_of(2, 5, (32, 48))  # 29 packets at 360 bytes; 6, 6, 5, 6, 6 start stages 1-5
     sources = packetize(code, 360, message_id=4)
     after = protect(sources, rs(1.0, 0.1, 0.1, 0.1, 0.1))
     stages = [
@@ -163,7 +163,7 @@ def test_unequal_protection_counts_and_placement() -> None:
     # after-block: stage 1's repairs follow its 6 sources, before stage 2
     assert after.is_repair[:13] == [False] * 6 + [True] * 6 + [False]
     end = protect(sources, rs(1.0, 0.1, 0.1, 0.1, 0.1, placement="end"))
-    assert end.is_repair == [False] * 30 + [True] * 10
+    assert end.is_repair == [False] * 29 + [True] * 10
     spread = protect(sources, rs(1.0, 0.0, 0.0, 0.0, 0.0, placement="spread"))
     where = [i for i, r in enumerate(spread.is_repair) if r]
     assert where[0] > 6 and where[-1] < len(spread.packets) - 1 and len(where) == 6
@@ -335,16 +335,19 @@ def test_too_few_ratios_for_the_stages() -> None:
 def test_receiver_previews_when_a_repair_completes_a_block(tiny, small_image) -> None:
     from satlink.receiver import Receiver
 
-    code = tiny.encode(small_image)  # 8x8 latent: one 360-byte packet per stage
-    sent = protect(packetize(code, 360, message_id=3), rs(1.0, 0.0, 0.0, 0.0, 0.0)).packets
+    # 8x8 latent, 2 stages, 4-bit indices: 66 a 50-byte packet, so packet 0 holds stage 1 and the
+    # first 2 indices of stage 2, packet 1 the rest.
+    code = tiny.encode(small_image)
+    sent = protect(packetize(code, 50, message_id=3), rs(1.0, 0.0, 0.0, 0.0, 0.0)).packets
     assert (sent[1][0] >> 2) & 3 == 2  # stage 1's repair follows its source
-    rx = Receiver(tiny, small_image, packet_size_bytes=360)
+    rx = Receiver(tiny, small_image, packet_size_bytes=50)
     got = rx.receive(sent[1], 1.0)  # the source of stage 1 was lost; its repair arrives
     assert got.verdict == "accepted" and got.reason == "rebuilt seq 0" and got.packet_seq == 0
     assert got.preview is not None and got.preview.stages_complete == 1
+    assert got.preview.indices_received == 66
     assert rx.receive(sent[0], 2.0).verdict == "duplicate"  # the late source adds nothing
-    nothing = protect(packetize(code, 360, message_id=3), rs(2.0, 0, 0, 0, 0)).packets[1]
-    rx2 = Receiver(tiny, small_image, packet_size_bytes=360)
+    nothing = protect(packetize(code, 50, message_id=3), rs(2.0, 0, 0, 0, 0)).packets[1]
+    rx2 = Receiver(tiny, small_image, packet_size_bytes=50)
     rx2.receive(sent[2], 1.0)
     assert rx2.receive(nothing, 2.0).preview is not None  # k = 1: any one share rebuilds
 
@@ -352,9 +355,9 @@ def test_receiver_previews_when_a_repair_completes_a_block(tiny, small_image) ->
 def test_receiver_never_blends_two_pictures(tiny, small_image) -> None:
     from satlink.receiver import Receiver
 
-    a = packetize(tiny.encode(small_image), 360, message_id=1)
-    b = packetize(tiny.encode(small_image[::-1].copy()), 360, message_id=2)
-    rx = Receiver(tiny, small_image, packet_size_bytes=360)
+    a = packetize(tiny.encode(small_image), 50, message_id=1)  # 2 packets each
+    b = packetize(tiny.encode(small_image[::-1].copy()), 50, message_id=2)
+    rx = Receiver(tiny, small_image, packet_size_bytes=50)
     assert rx.receive(a[0], 1.0).verdict == "accepted"
     other = rx.receive(b[1], 2.0)
     assert other.verdict == "rejected" and "another picture" in other.reason
@@ -370,12 +373,12 @@ def test_encode_derives_distinct_message_ids_and_decode_refuses_a_mix(
 
     one, two = tiny.encode(small_image), tiny.encode(small_image[:, ::-1].copy())
     assert content_message_id(one) != content_message_id(two)
-    pa = encode_to_files(one, tmp_path / "a")
-    pb = encode_to_files(two, tmp_path / "b")
+    pa = encode_to_files(one, tmp_path / "a", packet_size_bytes=50)
+    pb = encode_to_files(two, tmp_path / "b", packet_size_bytes=50)
     assert parse_packet(pa[0].read_bytes()).message_id == content_message_id(one)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    assert len(pa) == len(pb) == 2  # the tiny codec: 2 stages, one packet each
+    assert len(pa) == len(pb) == 2  # the tiny codec: 128 indices, 66 a 50-byte packet
     for p in pa[:1] + pb[1:]:  # packet 0 of one picture, packet 1 of the other: same size
         (mixed / p.name).write_bytes(p.read_bytes())
     out = tmp_path / "out.png"
@@ -391,7 +394,8 @@ def test_encode_derives_distinct_message_ids_and_decode_refuses_a_mix(
 
 
 def test_source_packets_are_byte_identical_to_those_before_fec() -> None:
-    # Digest of packets and fragments as the code before issue 14 (commit 53ae5b4) wrote them:
+    # Digest of packets and fragments as format version 2 writes them (one index stream over
+    # the stages; version 1's digest, from before issue 14 at commit 53ae5b4, was 601246cb...):
     # every layout, order, interleave and size below, FEC off.
     import hashlib
 
@@ -412,4 +416,4 @@ def test_source_packets_are_byte_identical_to_those_before_fec() -> None:
                 h.update(f)
     for p in packetize_bytes(bytes(range(256)) * 9, 360, message_id=5, content_type="image/avif"):
         h.update(p)
-    assert h.hexdigest() == "601246cbc79d00d26c1646d414fc756e4b0741cc4bfbd05333e16a7e59af90b1"
+    assert h.hexdigest() == "0c59079a245a04880c2bcdbdb06db2560c007c6dde47fa2cf76eecf09c1bec13"

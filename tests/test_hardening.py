@@ -39,6 +39,8 @@ from satlink.scenario import ScenarioError, load_scenario
 torch.set_num_threads(1)
 
 NO_LOSS = ("channel.loss.model='none'",)
+# 66 indices a 100-byte packet: the 128 x 128 test picture's 320 indices take 5 packets.
+FIVE_PACKETS = (*NO_LOSS, "packets.size_bytes=100")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -247,7 +249,7 @@ def test_ctrl_c_while_a_preview_is_written_never_counts_a_missing_png(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(replay_files, "save_png", interrupted_save)
-    res = replay("bds3-rsmc-geo", small_image, out_dir=tmp_path, overrides=NO_LOSS)
+    res = replay("bds3-rsmc-geo", small_image, out_dir=tmp_path, overrides=FIVE_PACKETS)
     summary = json.loads((tmp_path / "summary.json").read_text())
     frames = _previews_on_disk(tmp_path)
     assert res.interrupted and summary["previews"] == len(frames) == len(res.previews)

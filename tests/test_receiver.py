@@ -63,9 +63,9 @@ def test_a_preview_after_every_accepted_packet_and_it_gets_better(small_image, m
 
 
 def test_holes_decode_what_arrived(small_image, model, code):
-    packets = packetize(code, 360, message_id=2)
+    packets = packetize(code, 70, message_id=2)  # 42 indices a packet, 64 a stage
     rx = Receiver(model, small_image)
-    hole = 1  # stage 2 (one packet at this size) never arrives
+    hole = 2  # stage 2's positions 20-61 never arrive
     for i, p in enumerate(packets):
         if i != hole:
             rx.receive(p, float(i))

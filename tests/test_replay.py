@@ -17,6 +17,8 @@ from satlink.replay import replay
 torch.set_num_threads(1)
 
 NO_LOSS = ("channel.loss.model='none'",)
+# 66 indices a 100-byte packet: the 128 x 128 test picture's 320 indices take 5 packets.
+FIVE_PACKETS = (*NO_LOSS, "packets.size_bytes=100")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def test_ctrl_c_leaves_valid_files(small_image, model, tmp_path):
         small_image,
         out_dir=tmp_path,
         codec=InterruptingCodec(model),
-        overrides=NO_LOSS,
+        overrides=FIVE_PACKETS,
     )
     assert res.interrupted
     summary = json.loads((tmp_path / "summary.json").read_text())

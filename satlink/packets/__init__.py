@@ -23,13 +23,13 @@ Import from the package: the names below are its public face.
 >>> import numpy as np
 >>> from codec.code import ProgressiveCode
 >>> rng = np.random.default_rng(7)
->>> code = ProgressiveCode(rng.integers(0, 1024, (5, 2, 3), dtype=np.uint16), (32, 48), 10, 7)
->>> packets = packetize(code, packet_size_bytes=70, message_id=1)
+>>> code = ProgressiveCode(rng.integers(0, 1024, (5, 8, 8), dtype=np.uint16), (128, 128), 10, 7)
+>>> packets = packetize(code, packet_size_bytes=70, message_id=1)   # 42 indices a packet
 >>> len(packets), {len(p) for p in packets}
-(5, {70})
->>> msg = reassemble(packets[:2])        # the first two stages arrived, nothing else
+(8, {70})
+>>> msg = reassemble(packets[:4])        # the first 168 indices arrived, nothing else
 >>> msg.received.sum(axis=(1, 2)).tolist()
-[6, 6, 0, 0, 0]
+[64, 64, 40, 0, 0]
 >>> bool((msg.indices[:2] == code.indices[:2]).all())
 True
 """

@@ -1,21 +1,23 @@
 """Where erasure-coding blocks lie in a message: derived from its geometry alone, never sent.
 
-Each RVQ stage (a file message: the whole file) is split into near-equal blocks of at most
-:data:`MAX_BLOCK_SOURCES` source packets. The parser needs this to place a repair packet, the
-coder (:mod:`satlink.packets.fec`) to build one, and the configuration to check a scheme's
-name, so it lives apart from all three.
+The source packets of each RVQ stage (the packets that start in it:
+:func:`satlink.packets.stream.stage_seqs`; a file message: all its packets) are split into
+near-equal blocks of at most :data:`MAX_BLOCK_SOURCES`. The parser needs this to place a repair
+packet, the coder (:mod:`satlink.packets.fec`) to build one, and the configuration to check a
+scheme's name, so it lives apart from all three.
 
->>> block_source_seqs(PayloadKind.INDICES, "stage-major", 5, 10, 1, 0)
-(2, 3)
+>>> block_source_seqs(range(6, 12), 0)
+(6, 7, 8, 9, 10, 11)
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 
-from satlink.packets.format import PayloadKind
 from satlink.packets.packet import BytesPacket, IndexPacket
+from satlink.packets.stream import stage_seqs
 
 __all__ = [
     "FEC_SCHEMES",
@@ -25,6 +27,7 @@ __all__ = [
     "block_bounds",
     "block_of",
     "block_source_seqs",
+    "message_stage_seqs",
     "repair_count",
 ]
 
@@ -48,33 +51,31 @@ def block_bounds(count: int) -> list[int]:
     return [j * count // nb for j in range(nb + 1)]
 
 
-def block_source_seqs(
-    kind: PayloadKind, order: str, num_stages: int, total: int, stage: int, block: int
-) -> tuple[int, ...]:
-    """``seq`` of the source packets of one block, in share order (derived, never sent).
+def block_source_seqs(stage_seqs: Sequence[int], block: int) -> tuple[int, ...]:
+    """``seq`` of the source packets of one block, in share order, from the ``seq`` of the
+    stage's source packets (derived, never sent).
 
-    >>> block_source_seqs(PayloadKind.INDICES, "position-major", 5, 10, 1, 0)
-    (1, 6)
+    >>> block_source_seqs(range(300), 2)[:3]
+    (200, 201, 202)
     """
-    per_stage = total // num_stages if kind == PayloadKind.INDICES else total
-    bounds = block_bounds(per_stage)
-    chunks = range(bounds[block], bounds[block + 1])
-    if kind == PayloadKind.INDICES and order == "position-major":
-        return tuple(c * num_stages + stage for c in chunks)
-    if kind == PayloadKind.INDICES:
-        return tuple(stage * per_stage + c for c in chunks)
-    return tuple(chunks)
+    bounds = block_bounds(len(stage_seqs))
+    return tuple(stage_seqs[bounds[block] : bounds[block + 1]])
+
+
+def message_stage_seqs(p: IndexPacket | BytesPacket) -> Sequence[Sequence[int]]:
+    """Per stage, the ``seq`` of the packets that start in it (a file message: one stage)."""
+    if isinstance(p, IndexPacket):
+        h, w = p.latent_shape
+        return stage_seqs(p.order, p.num_stages, h * w, p.capacity)
+    return (range(p.total),)
 
 
 def block_of(p: IndexPacket | BytesPacket) -> tuple[int, int]:
     """``(stage, block)`` of a source packet (stage 0 for a file message)."""
-    if isinstance(p, IndexPacket):
-        pps = p.total // p.num_stages
-        chunk = p.seq // p.num_stages if p.order == "position-major" else p.seq - p.stage * pps
-        stage, count = p.stage, pps
-    else:
-        stage, chunk, count = 0, p.seq, p.total
-    return stage, bisect.bisect_right(block_bounds(count), chunk) - 1
+    stage = p.stage if isinstance(p, IndexPacket) else 0
+    seqs = message_stage_seqs(p)[stage]
+    chunk = bisect.bisect_left(seqs, p.seq)
+    return stage, bisect.bisect_right(block_bounds(len(seqs)), chunk) - 1
 
 
 def repair_count(ratio: float, k: int) -> int:

@@ -17,11 +17,11 @@ RaptorQ block of ``k`` symbols fails to decode from exactly ``k`` of them about 
 >>> from codec.code import ProgressiveCode
 >>> from satlink.packets import FecConfig, packetize, reassemble
 >>> code = ProgressiveCode(np.arange(5 * 8 * 8).reshape(5, 8, 8) % 1024, (128, 128), 10, 7)
->>> sources = packetize(code, 70, message_id=5)          # 2 packets per stage
+>>> sources = packetize(code, 70, message_id=5)          # 42 indices a packet
 >>> sent = protect(sources, FecConfig("reed-solomon", (1.0, 0.5, 0.5, 0.5, 0.5)))
 >>> len(sources), len(sent.packets), sent.repair_count
-(10, 16, 6)
->>> lost = {0, 1}                                        # both source packets of stage 1
+(8, 14, 6)
+>>> lost = {0, 1}                                        # both packets that start stage 1
 >>> msg = reassemble([p for i, p in enumerate(sent.packets) if i not in lost])
 >>> msg.complete_stages, bool((msg.indices == code.indices).all())
 (5, True)
@@ -34,7 +34,14 @@ from dataclasses import dataclass
 
 import zfec
 
-from satlink.packets.blocks import SHARES, block_bounds, block_of, block_source_seqs, repair_count
+from satlink.packets.blocks import (
+    SHARES,
+    block_bounds,
+    block_of,
+    block_source_seqs,
+    message_stage_seqs,
+    repair_count,
+)
 from satlink.packets.config import FecConfig
 from satlink.packets.crc import crc16_function, seal
 from satlink.packets.format import FRAGMENT_REPAIR_MARKER
@@ -127,14 +134,14 @@ def repair_packets(
             f"repair_ratio_per_stage has {len(per_stage)} entries; the message has {stages} stages"
         )
     kind = first.kind
-    order = first.order if isinstance(first, IndexPacket) else "stage-major"
     hsize = _source_header_size(first)
     n = first.size_bytes
     out = []
-    for stage in range(stages):
-        count = first.total // stages
-        for block in range(len(block_bounds(count)) - 1):
-            seqs = block_source_seqs(kind, order, stages, first.total, stage, block)
+    for stage, seqs_of_stage in enumerate(message_stage_seqs(first)):
+        if not seqs_of_stage:
+            continue  # a stage that starts no packet travels in its predecessor's
+        for block in range(len(block_bounds(len(seqs_of_stage))) - 1):
+            seqs = block_source_seqs(seqs_of_stage, block)
             k, r = len(seqs), repair_count(per_stage[stage], len(seqs))
             if r == 0:
                 continue

@@ -59,7 +59,7 @@ __all__ = [
     "latent_shape_for",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one index stream over the stages (satlink.packets.stream)
 INDEX_HEADER_SIZE_BYTES = 13
 BYTES_HEADER_SIZE_BYTES = 10
 CRC_SIZE_BYTES = 4
@@ -136,7 +136,7 @@ def byte0(kind: int, order_bit: int = 0, interleave_bit: int = 0) -> int:
     """Byte 0 of a packet: version (bits 7-4), kind (3-2), order (1), interleave (0).
 
     >>> hex(byte0(PayloadKind.BYTES))
-    '0x14'
+    '0x24'
     """
     return (FORMAT_VERSION << 4) | (kind << 2) | (order_bit << 1) | interleave_bit
 

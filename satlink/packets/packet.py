@@ -17,12 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from satlink.packets.crc import seal
-from satlink.packets.format import CONTENT_TYPE_CODES, PayloadKind
+from satlink.packets.format import (
+    CONTENT_TYPE_CODES,
+    CRC_SIZE_BYTES,
+    INDEX_HEADER_SIZE_BYTES,
+    PayloadKind,
+)
 from satlink.packets.packetize import (
     cached_position_order,
     encode_bytes_packet,
     encode_index_packet,
 )
+from satlink.packets.stream import stream_layout
 
 __all__ = ["BytesPacket", "IndexPacket", "Packet", "RepairPacket"]
 
@@ -48,8 +54,10 @@ class Packet:
 
 @dataclass(eq=False, slots=True)
 class IndexPacket(Packet):
-    """A packet of RVQ indices. ``indices`` belong at flat positions :attr:`positions` of
-    stage :attr:`stage` in the ``[stages, h, w]`` index array."""
+    """A packet of RVQ indices: ``indices[i]`` belongs at stage ``stages[i]``, flat position
+    ``positions[i]`` of the ``[stages, h, w]`` index array. The packet holds the message's
+    index stream from slot :attr:`first_slot` on (:mod:`satlink.packets.stream`), so it may
+    end one stage and begin the next; :attr:`stage` is the stage it starts in."""
 
     order: str  # "stage-major" or "position-major"
     interleave: bool
@@ -59,16 +67,33 @@ class IndexPacket(Packet):
     image_size: tuple[int, int]  # (height_px, width_px)
     downsample_log2: int
     latent_shape: tuple[int, int]  # (h, w) = ceil(image_size / 2**downsample_log2)
-    stage: int
-    first_position: int  # offset into position_order(latent_shape, interleave=...)
+    stage: int  # the stage of the packet's first index
+    first_slot: int  # offset of the first index into the message's index stream
     num_indices: int
     indices: np.ndarray  # uint16 [num_indices], read-only
+
+    @property
+    def capacity(self) -> int:
+        """Indices a packet of this size carries (the last packet of a message may hold fewer)."""
+        return (
+            (self.size_bytes - INDEX_HEADER_SIZE_BYTES - CRC_SIZE_BYTES) * 8 // self.bits_per_index
+        )
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.latent_shape
+        return stream_layout(self.order, self.num_stages, h * w, self.capacity)
+
+    @property
+    def stages(self) -> np.ndarray:
+        """Stage (0-based) of each of :attr:`indices`, ``uint8 [num_indices]``."""
+        return self._layout()[0][self.first_slot : self.first_slot + self.num_indices]
 
     @property
     def positions(self) -> np.ndarray:
         """Flat latent positions (``y * w + x``) of :attr:`indices`."""
         order = cached_position_order(self.latent_shape[0], self.latent_shape[1], self.interleave)
-        return order[self.first_position : self.first_position + self.num_indices]
+        ranks = self._layout()[1][self.first_slot : self.first_slot + self.num_indices]
+        return order[ranks]
 
     def to_bytes(self) -> bytes:
         """Encode the fields again; equals :attr:`raw` for every packet the parser accepts."""

@@ -45,6 +45,7 @@ from satlink.packets.format import (
     downsample_log2_for,
 )
 from satlink.packets.sizing import byte_capacity, index_capacity
+from satlink.packets.stream import packet_count, stream_layout
 
 if TYPE_CHECKING:
     # Only the type: importing codec at run time pulls in torch (seconds), which transport-only
@@ -155,8 +156,10 @@ def packetize(
     ``order="stage-major"`` (default) sends all of stage 1, then stage 2, and so on, so any
     prefix of the packet list gives complete leading stages. ``"position-major"`` sends every
     stage of the first slice of positions, then of the next slice: full quality over a
-    growing part of the image. Packets never mix stages in either order. ``interleave=True``
-    fills each packet with positions spread over the whole image (:func:`position_order`).
+    growing part of the image. Either way the indices form one stream without gaps
+    (:mod:`satlink.packets.stream`): a packet may end one stage and begin the next, and only
+    the message's last packet is partly empty. ``interleave=True`` fills each packet with
+    positions spread over the whole image (:func:`position_order`).
 
     >>> import numpy as np
     >>> from codec.code import ProgressiveCode
@@ -164,9 +167,10 @@ def packetize(
     >>> code = ProgressiveCode(np.zeros((5, 32, 48), np.uint16), (512, 768), 10, 1)
     >>> packets = packetize(code, message_id=42, interleave=True)
     >>> len(packets), len(packets[0])
-    (30, 360)
-    >>> parse_packet(packets[7]).stage, parse_packet(packets[7]).first_position
-    (1, 274)
+    (29, 360)
+    >>> p = parse_packet(packets[5])                  # the rest of stage 1, then stage 2
+    >>> p.stage, p.first_slot, p.num_indices, sorted(set(p.stages.tolist()))
+    (0, 1370, 274, [0, 1])
     """
     check_packet_size(packet_size_bytes)
     if order not in ORDERS:
@@ -200,8 +204,7 @@ def packetize(
 
     cap = index_capacity(packet_size_bytes, b)
     positions = h * w
-    pps = -(-positions // cap)
-    total = num_stages * pps
+    total = packet_count(num_stages, positions, cap)
     if total > MAX_PACKETS_PER_MESSAGE:
         raise ValueError(
             f"the code needs {total} packets of {packet_size_bytes} bytes; one message holds at "
@@ -209,17 +212,15 @@ def packetize(
         )
     # One vectorised pass builds every packet body (header + payload) in seq order; only the
     # CRC is computed per packet.
+    slot_stage, slot_rank = stream_layout(order, num_stages, positions, cap)
     flat = indices.reshape(num_stages, positions)
     if interleave:
         flat = np.take(flat, cached_position_order(h, w, True), axis=1)
-    rows = np.zeros((num_stages, pps * cap), dtype=np.uint16)
-    rows[:, :positions] = flat  # zero indices past the end pack to zero padding bits
-    rows = rows.reshape(num_stages, pps, cap)
+    rows = np.zeros(total * cap, dtype=np.uint16)
+    rows[: num_stages * positions] = flat[slot_stage, slot_rank]  # zeros pack to zero padding
+    rows = rows.reshape(total, cap)
     seqs = np.arange(total)
-    if order == "position-major":
-        chunks, stages = np.divmod(seqs, num_stages)
-    else:
-        stages, chunks = np.divmod(seqs, pps)
+    stages = slot_stage[seqs * cap]  # the stage each packet starts in
     body_size = packet_size_bytes - CRC_SIZE_BYTES
     bodies = np.zeros((total, body_size), dtype=np.uint8)
     headers = np.zeros(total, dtype=INDEX_HEADER_DTYPE)
@@ -231,7 +232,7 @@ def packetize(
     headers["height_px"], headers["width_px"] = image_size
     headers["stage_ds"] = (stages << 4) | k
     bodies[:, :INDEX_HEADER_SIZE_BYTES] = headers.view(np.uint8).reshape(total, -1)
-    pack_rows(rows[stages, chunks], b, bodies[:, INDEX_HEADER_SIZE_BYTES:])
+    pack_rows(rows, b, bodies[:, INDEX_HEADER_SIZE_BYTES:])
     bodies = bodies.tobytes()
     crc32c = crc.crc32c_function  # bound once: the loop below runs once per packet
     packets = []

@@ -49,6 +49,7 @@ from satlink.packets.format import (
     PayloadKind,
 )
 from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
+from satlink.packets.stream import packet_count, stage_seqs, stream_layout
 
 __all__ = ["parse_packet", "parse_packets"]
 
@@ -95,8 +96,7 @@ def _index_geometry(n: int, byte0: int, descriptor: bytes, k: int) -> tuple:
             f"image {height}x{width} px gives a {h}x{w} latent",
         )
     cap = (n - INDEX_HEADER_SIZE_BYTES - CRC_SIZE_BYTES) * 8 // b
-    pps = -(-positions // cap)
-    total = num_stages * pps
+    total = packet_count(num_stages, positions, cap)
     if total > MAX_PACKETS_PER_MESSAGE:
         raise PacketFieldError(
             "image_height_px",
@@ -107,7 +107,7 @@ def _index_geometry(n: int, byte0: int, descriptor: bytes, k: int) -> tuple:
         )
     order, interleave = ORDERS[(byte0 >> 1) & 1], bool(byte0 & 1)
     return (order, interleave, model_id, num_stages, b, (height, width), (h, w), positions, cap,
-            pps, total)  # fmt: skip
+            total)  # fmt: skip
 
 
 def _index_fields(data: bytes, n: int) -> tuple:
@@ -115,7 +115,7 @@ def _index_fields(data: bytes, n: int) -> tuple:
     :class:`IndexPacket` arguments up to, not including, ``indices``."""
     sk = data[12]
     k = sk & 15
-    order, interleave, model_id, num_stages, b, image_size, latent, positions, cap, pps, total = (
+    order, interleave, model_id, num_stages, b, image_size, latent, positions, cap, total = (
         _index_geometry(n, data[0], data[5:12], k)
     )
     message_id, seq = MESSAGE_SEQ.unpack_from(data, 1)
@@ -123,16 +123,13 @@ def _index_fields(data: bytes, n: int) -> tuple:
         raise PacketFieldError(
             "seq", seq, f"0..{total - 1}", 3, f"the message has {total} packets of {n} bytes"
         )
-    if data[0] & 2:  # position-major
-        chunk, stage = divmod(seq, num_stages)
-    else:
-        stage, chunk = divmod(seq, pps)
+    first = seq * cap
+    stage = int(stream_layout(order, num_stages, positions, cap)[0][first])
     if sk >> 4 != stage:
         raise PacketFieldError(
-            "stage", sk >> 4, str(stage), 12, f"seq {seq} belongs to stage {stage}"
+            "stage", sk >> 4, str(stage), 12, f"seq {seq} starts in stage {stage}"
         )
-    first = chunk * cap
-    count = min(cap, positions - first)
+    count = min(cap, num_stages * positions - first)
     used_bits = count * b
     start = INDEX_HEADER_SIZE_BYTES + ((used_bits + 7) >> 3)
     end = n - CRC_SIZE_BYTES
@@ -197,11 +194,17 @@ def _parse_repair(data: bytes, n: int, kind: int) -> RepairPacket:
     if kind == PayloadKind.REPAIR_INDICES:
         sk = data[12]
         geometry = _index_geometry(n, data[0], data[5:12], sk & 15)
-        order, num_stages, total, pps = geometry[0], geometry[3], geometry[10], geometry[9]
+        order, num_stages, positions = geometry[0], geometry[3], geometry[7]
+        cap, total = geometry[8], geometry[9]
         stage = sk >> 4
         if stage >= num_stages:
             raise PacketFieldError("stage", stage, f"0..{num_stages - 1}", 12)
-        protects, per_stage, header = PayloadKind.INDICES, pps, INDEX_HEADER_SIZE_BYTES
+        seqs_of_stage = stage_seqs(order, num_stages, positions, cap)[stage]
+        if not seqs_of_stage:
+            raise PacketFieldError(
+                "stage", stage, "a stage that starts a packet", 12, "no packet starts in it"
+            )
+        protects, header = PayloadKind.INDICES, INDEX_HEADER_SIZE_BYTES
     else:
         if data[0] & 3:
             raise PacketFieldError("reserved", data[0] & 3, "0 for kind 3", 0, "byte 0 bits 1-0")
@@ -212,12 +215,12 @@ def _parse_repair(data: bytes, n: int, kind: int) -> RepairPacket:
         total = max(1, -(-file_size // cap))
         if total > MAX_PACKETS_PER_MESSAGE:
             raise PacketFieldError("file_size_bytes", file_size, "at most 65536 packets", 5)
-        order, num_stages, stage, per_stage = "stage-major", 1, 0, total
+        stage, seqs_of_stage = 0, range(total)
         protects, header = PayloadKind.BYTES, BYTES_HEADER_SIZE_BYTES
-    blocks = len(block_bounds(per_stage)) - 1
+    blocks = len(block_bounds(len(seqs_of_stage))) - 1
     if block >= blocks:
         raise PacketFieldError("repair block", block, f"0..{blocks - 1}", 3, "seq high byte")
-    seqs = block_source_seqs(protects, order, num_stages, total, stage, block)
+    seqs = block_source_seqs(seqs_of_stage, block)
     if share < len(seqs):
         raise PacketFieldError(
             "repair share", share, f"{len(seqs)}..255", 4, f"the block has {len(seqs)} sources"
@@ -257,7 +260,10 @@ def _check_frame(data: bytes, packet_size_bytes: int | None) -> int:
         )
     version = data[0] >> 4
     if version != FORMAT_VERSION:
-        hint = " (0xF marks a fragment: rejoin it with Defragmenter)" if version == 0xF else ""
+        hint = {
+            0xF: " (0xF marks a fragment: rejoin it with Defragmenter)",
+            1: " (version 1 began every stage in a new packet; packetize the code again)",
+        }.get(version, "")
         raise PacketVersionError(
             f"format version {version} (byte 0, bits 7-4) is unknown; "
             f"this parser reads version {FORMAT_VERSION}{hint}"

@@ -326,9 +326,9 @@ class Reassembler:
 
     def _place(self, p: IndexPacket) -> None:
         indices, received = self._arrays[p.message_id]
-        positions = p.positions
-        indices[p.stage, positions] = p.indices
-        received[p.stage, positions] = True
+        stages, positions = p.stages, p.positions
+        indices[stages, positions] = p.indices
+        received[stages, positions] = True
 
     @property
     def message_ids(self) -> list[int]:

@@ -26,6 +26,7 @@ from satlink.packets.format import (
     check_bits,
     check_packet_size,
 )
+from satlink.packets.stream import packet_count
 
 if TYPE_CHECKING:
     from codec.code import ProgressiveCode
@@ -95,10 +96,12 @@ def packets_per_stage(
     bits_per_index: int | None = None,
     packet_size_bytes: int = DEFAULT_PACKET_SIZE_BYTES,
 ) -> int:
-    """Packets that carry one stage (packets never mix stages, so the last one is partly empty).
+    """Packets one stage alone would fill, rounded up: ``ceil(h * w / capacity)``.
 
-    Takes a ``ProgressiveCode`` or a latent shape ``(h, w)`` (then ``bits_per_index``
-    defaults to 10).
+    A message packs its stages into one stream (:mod:`satlink.packets.stream`), so a packet
+    may end one stage and begin the next; :func:`packets_for_stages` counts what the first
+    ``k`` stages take. Takes a ``ProgressiveCode`` or a latent shape ``(h, w)`` (then
+    ``bits_per_index`` defaults to 10).
 
     >>> packets_per_stage((32, 48))          # 1536 indices, 274 per packet
     6
@@ -114,18 +117,20 @@ def packets_for_stages(
     bits_per_index: int | None = None,
     packet_size_bytes: int = DEFAULT_PACKET_SIZE_BYTES,
 ) -> int:
-    """Packets that carry the first ``stages`` stages (headers and partial packets included).
+    """Packets a stage-major message sends until its first ``stages`` stages are complete:
+    ``ceil(stages * h * w / capacity)`` (the last of them may begin the next stage).
 
     >>> packets_for_stages((32, 48), 2)      # a 512 x 768 px image at 1/16, stages 1-2
     12
+    >>> packets_for_stages((32, 48), 3), packets_for_stages((32, 48), 5)
+    (17, 29)
     >>> packets_for_stages((32, 48), 2, packet_size_bytes=70)
     74
     """
     if stages < 0:
         raise ValueError(f"stages = {stages} must be >= 0")
-    return stages * packets_per_stage(
-        code_or_latent_shape, bits_per_index=bits_per_index, packet_size_bytes=packet_size_bytes
-    )
+    positions, bits = _geometry(code_or_latent_shape, bits_per_index)
+    return packet_count(stages, positions, index_capacity(packet_size_bytes, bits))
 
 
 def bytes_for_stages(
@@ -142,8 +147,8 @@ def bytes_for_stages(
     fragment headers and CRCs count too. For codec evaluation, which wants a
     ``(code, k) -> bytes`` callable: ``functools.partial(bytes_for_stages, packet_size_bytes=360)``.
 
-    >>> bytes_for_stages((32, 48), 2)
-    4320
+    >>> bytes_for_stages((32, 48), 2), bytes_for_stages((32, 48), 5)
+    (4320, 10440)
     >>> bytes_for_stages((32, 48), 2, mtu_bytes=70)   # 360-byte packets over 70-byte messages
     4968
     """

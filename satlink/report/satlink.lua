@@ -92,7 +92,7 @@ local f = {
   bits = ProtoField.uint8("satlink.bits_per_index", "Bits per index"),
   height = ProtoField.uint16("satlink.image_height_px", "Image height (px)"),
   width = ProtoField.uint16("satlink.image_width_px", "Image width (px)"),
-  stage = ProtoField.uint8("satlink.stage", "Stage"),
+  stage = ProtoField.uint8("satlink.stage", "Stage of the first index"),
   downsample = ProtoField.uint8("satlink.downsample_log2", "Downsample (log2)"),
   file_size = ProtoField.uint32("satlink.file_size_bytes", "File size (bytes)"),
   content_type = ProtoField.uint8("satlink.content_type", "Content type", base.DEC, CONTENT),
@@ -166,7 +166,7 @@ local function dissect_packet(tvb, tree)
     tree:add(f.stage, tvb(12, 1), rshift(sd, 4))
     tree:add(f.downsample, tvb(12, 1), band(sd, 15))
     tree:add(f.payload, tvb(13, n - 17))
-    what = string.format("stage %d", rshift(sd, 4))
+    what = string.format("from stage %d", rshift(sd, 4))
   end
   if kind >= 2 then what = "repair, " .. what end
   local good = add_crc(tree, tvb, tvb(n - 4, 4), tvb(n - 4, 4):uint(), crc32c(tvb, 0, n - 4), f.crc)
