@@ -162,7 +162,9 @@ def encode_payload(
             order=scenario.packets.order,
             interleave=scenario.packets.interleave,
         )
-        reliable = [parse_packet(p).stage == 0 for p in packets]
+        # Every packet that carries first-stage indices (the one that ends stage 1 may begin
+        # stage 2: packet format 2).
+        reliable = [bool((parse_packet(p).stages == 0).any()) for p in packets]
         info = {
             "payload": "rvq",
             "packets": len(packets),

@@ -170,3 +170,19 @@ def test_default_image_is_skimage_astronaut_without_importing_skimage_data():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_reliable_first_stage_tags_every_packet_that_carries_first_stage_indices(
+    small_image, model
+):
+    from satlink.packets import parse_packet
+    from satlink.replay import encode_payload
+    from satlink.scenario import load_scenario
+
+    # 42 indices a 70-byte packet, 64 a stage: packet 1 ends stage 1 and begins stage 2.
+    sc = load_scenario("bds3-rsmc-geo", ["packets.size_bytes=70"])
+    plan = encode_payload(small_image, "rvq", sc, codec=model).plan
+    assert plan is not None
+    stages = [set(parse_packet(m).stages.tolist()) for m in plan.messages]
+    assert stages[:2] == [{0}, {0, 1}]
+    assert plan.reliable == [0 in s for s in stages] == [True, True] + [False] * (len(stages) - 2)
