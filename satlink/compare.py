@@ -4,7 +4,8 @@ a grid of loss settings (Bernoulli and Gilbert-Elliott), as six arms at the same
 * ``rvq``: the progressive RVQ code, every stage, nothing else;
 * ``rvq-uep``: RVQ stages with Reed-Solomon repair packets, one ratio per stage (unequal
   protection): as many leading stages as fit the budget with their repairs, and what budget is
-  left as more repairs for stage 1;
+  left as more repairs for stage 1 (the plain sources when not even stage 1 fits with its
+  repairs);
 * ``rvq-arq``: RVQ with selective-repeat ARQ, its leading packets sized so that the expected
   transmissions (sources / (1 - loss)) fit the budget;
 * ``avif``: the best AVIF file that fits the budget;
@@ -146,8 +147,15 @@ def arm_plan(
         if len(more) > budget or len(more) == len(uep):
             break
         uep = more
-    overhead = (len(uep) - sum(st < uep_stages for st in stages)) / max(
-        1, sum(st < uep_stages for st in stages)
+    if not uep_stages:
+        # Not even stage 1 fits with its repairs (a picture of one or two packets): no
+        # protection fits the budget, so the arm sends the plain sources, not nothing.
+        uep = list(sources)
+    overhead = (
+        (len(uep) - sum(st < uep_stages for st in stages))
+        / max(1, sum(st < uep_stages for st in stages))
+        if uep_stages
+        else 0.0
     )
     arq_budget = max(1, math.floor(budget * (1.0 - loss) + 1e-9))
     if arm in ("rvq", "rvq-uep", "rvq-arq"):

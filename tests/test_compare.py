@@ -84,3 +84,15 @@ def test_the_figure_leaves_the_matplotlib_backend_alone(tiny, small_image) -> No
     res = compare("bds3-rsmc-geo", small_image, losses=[0.0], seeds=1, arms=["rvq"], codec=tiny)
     assert len(res.figure().axes) == 2 * 3  # loss models x panels
     assert matplotlib.get_backend() == before
+
+
+def test_uep_sends_the_plain_sources_when_no_stage_fits_with_its_repairs(tiny, small_image):
+    # 64 x 64 px: the tiny codec's 2 stages of 4 x 4 indices fit one 360-byte packet, and stage
+    # 1 with its repair would take two: the arm must still send the picture, unprotected.
+    image = np.ascontiguousarray(small_image[:64, :64])
+    sc = load_scenario("bds3-rsmc-geo", loss_overrides("bernoulli", 0.1))
+    code = tiny.encode(image)
+    uep = arm_plan("rvq-uep", sc, image, code, (1.0, 0.1, 0.1, 0.1, 0.1), 0.1).plan
+    plain = arm_plan("rvq", sc, image, code, (1.0, 0.1, 0.1, 0.1, 0.1), 0.1).plan
+    assert uep is not None and plain is not None
+    assert uep.messages == plain.messages and len(uep.messages) == 1
