@@ -78,7 +78,7 @@ from satlink.packets.format import (
 from satlink.packets.fragments import Defragmenter, Fragment, fragment, parse_fragment
 from satlink.packets.identity import content_message_id, file_message_id
 from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
-from satlink.packets.packetize import packetize, packetize_bytes, position_order
+from satlink.packets.packetize import packetize, packetize_bytes
 from satlink.packets.parse import parse_packet, parse_packets
 from satlink.packets.plan import TransmitPlan, plan_transmission
 from satlink.packets.reassembly import (
@@ -97,6 +97,7 @@ from satlink.packets.sizing import (
     packets_per_stage,
     payload_efficiency,
 )
+from satlink.packets.stream import position_order
 
 __all__ = [
     "BYTES_HEADER_SIZE_BYTES",

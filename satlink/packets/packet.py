@@ -23,12 +23,8 @@ from satlink.packets.format import (
     INDEX_HEADER_SIZE_BYTES,
     PayloadKind,
 )
-from satlink.packets.packetize import (
-    cached_position_order,
-    encode_bytes_packet,
-    encode_index_packet,
-)
-from satlink.packets.stream import stream_layout
+from satlink.packets.packetize import encode_bytes_packet, encode_index_packet
+from satlink.packets.stream import slot_offsets
 
 __all__ = ["BytesPacket", "IndexPacket", "Packet", "RepairPacket"]
 
@@ -79,21 +75,23 @@ class IndexPacket(Packet):
             (self.size_bytes - INDEX_HEADER_SIZE_BYTES - CRC_SIZE_BYTES) * 8 // self.bits_per_index
         )
 
-    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def offsets(self) -> np.ndarray:
+        """Flat offset of each of :attr:`indices` into the ``[stages, h, w]`` index array:
+        ``stage * h * w + y * w + x`` (what the reassembler scatters to)."""
         h, w = self.latent_shape
-        return stream_layout(self.order, self.num_stages, h * w, self.capacity)
+        every = slot_offsets(self.order, self.num_stages, h, w, self.interleave, self.capacity)
+        return every[self.first_slot : self.first_slot + self.num_indices]
 
     @property
     def stages(self) -> np.ndarray:
-        """Stage (0-based) of each of :attr:`indices`, ``uint8 [num_indices]``."""
-        return self._layout()[0][self.first_slot : self.first_slot + self.num_indices]
+        """Stage (0-based) of each of :attr:`indices`."""
+        return self.offsets // (self.latent_shape[0] * self.latent_shape[1])
 
     @property
     def positions(self) -> np.ndarray:
         """Flat latent positions (``y * w + x``) of :attr:`indices`."""
-        order = cached_position_order(self.latent_shape[0], self.latent_shape[1], self.interleave)
-        ranks = self._layout()[1][self.first_slot : self.first_slot + self.num_indices]
-        return order[ranks]
+        return self.offsets % (self.latent_shape[0] * self.latent_shape[1])
 
     def to_bytes(self) -> bytes:
         """Encode the fields again; equals :attr:`raw` for every packet the parser accepts."""

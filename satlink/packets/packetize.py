@@ -16,7 +16,6 @@ field is derived from the code, so any packet can be placed without the others.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,7 +44,7 @@ from satlink.packets.format import (
     downsample_log2_for,
 )
 from satlink.packets.sizing import byte_capacity, index_capacity
-from satlink.packets.stream import packet_count, stream_layout
+from satlink.packets.stream import packet_count, slot_offsets, stream_layout
 
 if TYPE_CHECKING:
     # Only the type: importing codec at run time pulls in torch (seconds), which transport-only
@@ -53,52 +52,11 @@ if TYPE_CHECKING:
     from codec.code import ProgressiveCode
 
 __all__ = [
-    "cached_position_order",
     "encode_bytes_packet",
     "encode_index_packet",
     "packetize",
     "packetize_bytes",
-    "position_order",
 ]
-
-
-@lru_cache(maxsize=64)
-def cached_position_order(h: int, w: int, interleave: bool) -> np.ndarray:
-    """:func:`position_order` without the argument checks (read-only, cached per geometry):
-    the parser asks for it once per packet."""
-    n = h * w
-    if not interleave:
-        order = np.arange(n, dtype=np.intp)
-    else:
-        # Ordered-dither (Bayer) rank of each position on the enclosing 2^L x 2^L grid: the
-        # lowest coordinate bits decide the most significant rank digit, so any run of
-        # consecutive ranks is spread evenly over the image, and the first half of all ranks
-        # is one checkerboard colour (no two 4-neighbours). Positions outside h x w are skipped.
-        levels = max(1, (max(h, w) - 1).bit_length())
-        y, x = np.divmod(np.arange(n, dtype=np.int64), w)
-        rank = np.zeros(n, dtype=np.int64)
-        for level in range(levels):  # loop over bit levels (<= 18), vectorised over positions
-            yb, xb = (y >> level) & 1, (x >> level) & 1
-            rank |= (((xb ^ yb) << 1) | yb) << (2 * (levels - 1 - level))
-        order = np.argsort(rank, kind="stable").astype(np.intp)
-    order.setflags(write=False)
-    return order
-
-
-def position_order(latent_shape: tuple[int, int], *, interleave: bool = False) -> np.ndarray:
-    """Flat latent positions (``y * w + x``) in the order packets carry them within a stage.
-
-    Packet ``j`` of a stage carries ``order[j * capacity : (j + 1) * capacity]``. Without
-    interleaving that is raster order; with it, a deterministic ordered-dither permutation,
-    so that a lost packet leaves scattered single holes instead of a band of rows.
-
-    >>> position_order((2, 2)).tolist(), position_order((2, 2), interleave=True).tolist()
-    ([0, 1, 2, 3], [0, 3, 1, 2])
-    """
-    h, w = (int(v) for v in latent_shape)
-    if h < 1 or w < 1:
-        raise ValueError(f"latent_shape must be positive, got {latent_shape}")
-    return cached_position_order(h, w, bool(interleave))
 
 
 def encode_index_packet(
@@ -212,15 +170,14 @@ def packetize(
         )
     # One vectorised pass builds every packet body (header + payload) in seq order; only the
     # CRC is computed per packet.
-    slot_stage, slot_rank = stream_layout(order, num_stages, positions, cap)
-    flat = indices.reshape(num_stages, positions)
-    if interleave:
-        flat = np.take(flat, cached_position_order(h, w, True), axis=1)
     rows = np.zeros(total * cap, dtype=np.uint16)
-    rows[: num_stages * positions] = flat[slot_stage, slot_rank]  # zeros pack to zero padding
+    # zeros past the end pack to zero padding bits
+    rows[: num_stages * positions] = indices.reshape(-1)[
+        slot_offsets(order, num_stages, h, w, interleave, cap)
+    ]
     rows = rows.reshape(total, cap)
     seqs = np.arange(total)
-    stages = slot_stage[seqs * cap]  # the stage each packet starts in
+    stages = stream_layout(order, num_stages, positions, cap)[0][seqs * cap]  # where each starts
     body_size = packet_size_bytes - CRC_SIZE_BYTES
     bodies = np.zeros((total, body_size), dtype=np.uint8)
     headers = np.zeros(total, dtype=INDEX_HEADER_DTYPE)

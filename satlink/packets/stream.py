@@ -27,7 +27,14 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["packet_count", "stage_seqs", "stream_layout"]
+__all__ = [
+    "cached_position_order",
+    "packet_count",
+    "position_order",
+    "slot_offsets",
+    "stage_seqs",
+    "stream_layout",
+]
 
 
 def packet_count(num_stages: int, positions: int, capacity: int) -> int:
@@ -46,7 +53,7 @@ def stream_layout(
     """Per stream slot: its stage (``uint8``) and its rank in the stage's position order
     (``int32``), both ``[num_stages * positions]``, read-only (cached per geometry).
 
-    Ranks index :func:`satlink.packets.position_order`, which maps them to flat ``y * w + x``.
+    Ranks index :func:`position_order`, which maps them to flat ``y * w + x``.
 
     >>> stages, ranks = stream_layout("position-major", 2, 3, 2)
     >>> stages.tolist(), ranks.tolist()
@@ -81,3 +88,59 @@ def stage_seqs(
     stage, _ = stream_layout(order, num_stages, positions, capacity)
     starts = stage[:: int(capacity)]
     return tuple(tuple(np.flatnonzero(starts == s).tolist()) for s in range(num_stages))
+
+
+@lru_cache(maxsize=64)
+def cached_position_order(h: int, w: int, interleave: bool) -> np.ndarray:
+    """:func:`position_order` without the argument checks (read-only, cached per geometry):
+    the parser asks for it once per packet."""
+    n = h * w
+    if not interleave:
+        order = np.arange(n, dtype=np.intp)
+    else:
+        # Ordered-dither (Bayer) rank of each position on the enclosing 2^L x 2^L grid: the
+        # lowest coordinate bits decide the most significant rank digit, so any run of
+        # consecutive ranks is spread evenly over the image, and the first half of all ranks
+        # is one checkerboard colour (no two 4-neighbours). Positions outside h x w are skipped.
+        levels = max(1, (max(h, w) - 1).bit_length())
+        y, x = np.divmod(np.arange(n, dtype=np.int64), w)
+        rank = np.zeros(n, dtype=np.int64)
+        for level in range(levels):  # loop over bit levels (<= 18), vectorised over positions
+            yb, xb = (y >> level) & 1, (x >> level) & 1
+            rank |= (((xb ^ yb) << 1) | yb) << (2 * (levels - 1 - level))
+        order = np.argsort(rank, kind="stable").astype(np.intp)
+    order.setflags(write=False)
+    return order
+
+
+def position_order(latent_shape: tuple[int, int], *, interleave: bool = False) -> np.ndarray:
+    """Flat latent positions (``y * w + x``) in the order packets carry them within a stage.
+
+    Packet ``j`` of a stage carries ``order[j * capacity : (j + 1) * capacity]``. Without
+    interleaving that is raster order; with it, a deterministic ordered-dither permutation,
+    so that a lost packet leaves scattered single holes instead of a band of rows.
+
+    >>> position_order((2, 2)).tolist(), position_order((2, 2), interleave=True).tolist()
+    ([0, 1, 2, 3], [0, 3, 1, 2])
+    """
+    h, w = (int(v) for v in latent_shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"latent_shape must be positive, got {latent_shape}")
+    return cached_position_order(h, w, bool(interleave))
+
+
+@lru_cache(maxsize=16)
+def slot_offsets(
+    order: str, num_stages: int, h: int, w: int, interleave: bool, capacity: int
+) -> np.ndarray:
+    """Per stream slot, its flat offset ``stage * h * w + y * w + x`` into the message's
+    ``[num_stages, h, w]`` index array (``intp``, read-only, cached per geometry): what the
+    sender gathers and the receiver scatters, one 1-D index each.
+
+    >>> slot_offsets("stage-major", 2, 1, 3, False, 4).tolist()
+    [0, 1, 2, 3, 4, 5]
+    """
+    stage, rank = stream_layout(order, num_stages, h * w, capacity)
+    offsets = stage.astype(np.intp) * (h * w) + cached_position_order(h, w, interleave)[rank]
+    offsets.setflags(write=False)
+    return offsets
