@@ -410,7 +410,10 @@ def decode_files(
         except PacketError as exc:
             rejected[path.name] = str(exc)
     if not accepted:
-        raise ValueError(f"none of the {len(files)} files in {folder} is a valid packet")
+        name, why = next(iter(rejected.items()))
+        raise ValueError(
+            f"none of the {len(files)} files in {folder} is a valid packet ({name}: {why})"
+        )
     message_ids = reassembler.message_ids
     if len(message_ids) > 1 and not split:
         groups = "; ".join(

@@ -551,7 +551,7 @@ def test_version_error() -> None:
         parse_packet(bad)
     # Version 1 began every stage in a new packet: its indices would land in the wrong places.
     old = reseal(bytes([0x10 | (raw[0] & 15)]) + raw[1:-4])
-    with pytest.raises(PacketVersionError, match=r"version 1 .* packetize the code again"):
+    with pytest.raises(PacketVersionError, match=r"version 1 .* encode the picture again"):
         parse_packet(old)
     frag = fragment(raw, 40)[0]
     with pytest.raises(PacketError):

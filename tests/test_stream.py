@@ -90,3 +90,18 @@ def test_a_stage_that_starts_no_packet_rides_in_the_blocks_before_it() -> None:
     repair[12] = (2 << 4) | (repair[12] & 15)
     with pytest.raises(PacketFieldError, match=r"stage = 2 .*no packet starts in it"):
         parse_packet(reseal(bytes(repair[:-4])))
+
+
+def test_decode_refuses_version_1_files_saying_why(tmp_path, capsys) -> None:
+    from satlink.cli import main
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    for i, raw in enumerate(packetize(random_code(4, 5, (8, 8)), 360)):
+        old = bytes([0x10 | (raw[0] & 15)]) + raw[1:-4]  # version 1 in byte 0's high nibble
+        (folder / f"packet_{i:05d}.bin").write_bytes(reseal(old))
+    out = tmp_path / "out.png"
+    assert main(["decode", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "format version 1" in err and "encode the picture again" in err
+    assert not out.exists()

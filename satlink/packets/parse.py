@@ -265,7 +265,7 @@ def _check_frame(data: bytes, packet_size_bytes: int | None) -> int:
     if version != FORMAT_VERSION:
         hint = {
             0xF: " (0xF marks a fragment: rejoin it with Defragmenter)",
-            1: " (version 1 began every stage in a new packet; packetize the code again)",
+            1: " (version 1 began every stage in a new packet: encode the picture again)",
         }.get(version, "")
         raise PacketVersionError(
             f"format version {version} (byte 0, bits 7-4) is unknown; "
