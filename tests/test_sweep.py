@@ -408,6 +408,17 @@ def test_resume_runs_only_what_is_missing(image, inline, tmp_path, monkeypatch):
     assert again.stats["run"] == 0 and tables(again) == tables(inline)
 
 
+def test_results_of_another_packet_format_are_run_again(image, tmp_path, monkeypatch):
+    from satlink.sweep import store
+
+    first = run(image, seeds=1, out_dir=tmp_path)
+    assert first.stats["run"] > 0
+    # The same sweep under another packet format: none of the files may be reused.
+    monkeypatch.setattr(store, "PACKET_FORMAT_VERSION", store.PACKET_FORMAT_VERSION + 1)
+    other = run(image, seeds=1, out_dir=tmp_path)
+    assert other.stats["resumed"] == 0 and other.stats["run"] == first.stats["run"]
+
+
 def test_process_pool_gives_identical_tables(image, inline):
     pooled = run(image, workers=2, chunk_size=1)  # many small chunks: any completion order
     assert pooled.stats["run"] == len(inline.replications)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from satlink.fileio import atomic_write
+from satlink.packets.format import FORMAT_VERSION as PACKET_FORMAT_VERSION
 from satlink.sweep.grid import canonical, digest
 
 __all__ = ["FORMAT_VERSION", "load_done", "replication_key", "save_done"]
@@ -32,11 +33,13 @@ def replication_key(
     model_fingerprint: str,
 ) -> str:
     """Hash of everything that decides a replication's result: the grid point's scenario (not
-    its name), the image's pixels, payload, budget, seed and the codec weights."""
+    its name), the image's pixels, payload, budget, seed, the codec weights and the packet
+    format (format 2 packs a message into fewer packets, so a format 1 result is stale)."""
     return digest(
         canonical(
             {
                 "format": FORMAT_VERSION,
+                "packet_format": PACKET_FORMAT_VERSION,
                 "scenario": dict(physics),
                 "image": image_digest,
                 "payload": payload,
