@@ -59,7 +59,7 @@ def block_source_seqs(stage_seqs: Sequence[int], block: int) -> tuple[int, ...]:
     (200, 201, 202)
     """
     bounds = block_bounds(len(stage_seqs))
-    return tuple(stage_seqs[bounds[block] : bounds[block + 1]])
+    return tuple(int(s) for s in stage_seqs[bounds[block] : bounds[block + 1]])
 
 
 def message_stage_seqs(p: IndexPacket | BytesPacket) -> Sequence[Sequence[int]]:

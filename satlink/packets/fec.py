@@ -138,7 +138,7 @@ def repair_packets(
     n = first.size_bytes
     out = []
     for stage, seqs_of_stage in enumerate(message_stage_seqs(first)):
-        if not seqs_of_stage:
+        if not len(seqs_of_stage):
             continue  # a stage that starts no packet travels in its predecessor's
         for block in range(len(block_bounds(len(seqs_of_stage))) - 1):
             seqs = block_source_seqs(seqs_of_stage, block)

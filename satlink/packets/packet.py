@@ -80,8 +80,10 @@ class IndexPacket(Packet):
         """Flat offset of each of :attr:`indices` into the ``[stages, h, w]`` index array:
         ``stage * h * w + y * w + x`` (what the reassembler scatters to)."""
         h, w = self.latent_shape
-        every = slot_offsets(self.order, self.num_stages, h, w, self.interleave, self.capacity)
-        return every[self.first_slot : self.first_slot + self.num_indices]
+        return slot_offsets(
+            self.order, self.num_stages, h, w, self.interleave, self.capacity,
+            self.first_slot, self.num_indices,
+        )  # fmt: skip
 
     @property
     def stages(self) -> np.ndarray:

@@ -44,7 +44,7 @@ from satlink.packets.format import (
     downsample_log2_for,
 )
 from satlink.packets.sizing import byte_capacity, index_capacity
-from satlink.packets.stream import packet_count, slot_offsets, stream_layout
+from satlink.packets.stream import packet_count, slot_offsets, slot_stages_ranks
 
 if TYPE_CHECKING:
     # Only the type: importing codec at run time pulls in torch (seconds), which transport-only
@@ -177,7 +177,9 @@ def packetize(
     ]
     rows = rows.reshape(total, cap)
     seqs = np.arange(total)
-    stages = stream_layout(order, num_stages, positions, cap)[0][seqs * cap]  # where each starts
+    stages = slot_stages_ranks(order, num_stages, positions, cap, seqs * cap)[
+        0
+    ]  # where each starts
     body_size = packet_size_bytes - CRC_SIZE_BYTES
     bodies = np.zeros((total, body_size), dtype=np.uint8)
     headers = np.zeros(total, dtype=INDEX_HEADER_DTYPE)

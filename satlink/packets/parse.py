@@ -49,7 +49,7 @@ from satlink.packets.format import (
     PayloadKind,
 )
 from satlink.packets.packet import BytesPacket, IndexPacket, Packet, RepairPacket
-from satlink.packets.stream import packet_count, stage_seqs, stream_layout
+from satlink.packets.stream import packet_count, slot_stages_ranks, stage_seqs
 
 __all__ = ["parse_packet", "parse_packets"]
 
@@ -124,10 +124,10 @@ def _index_fields(data: bytes, n: int) -> tuple:
             "seq", seq, f"0..{total - 1}", 3, f"the message has {total} packets of {n} bytes"
         )
     first = seq * cap
-    if order == "stage-major":  # closed form of stream_layout's stage, for the common case
+    if order == "stage-major":  # the common case, without the array round trip
         stage = first // positions
     else:
-        stage = int(stream_layout(order, num_stages, positions, cap)[0][first])
+        stage = int(slot_stages_ranks(order, num_stages, positions, cap, first)[0])
     if sk >> 4 != stage:
         raise PacketFieldError(
             "stage", sk >> 4, str(stage), 12, f"seq {seq} starts in stage {stage}"
@@ -203,7 +203,7 @@ def _parse_repair(data: bytes, n: int, kind: int) -> RepairPacket:
         if stage >= num_stages:
             raise PacketFieldError("stage", stage, f"0..{num_stages - 1}", 12)
         seqs_of_stage = stage_seqs(order, num_stages, positions, cap)[stage]
-        if not seqs_of_stage:
+        if not len(seqs_of_stage):
             raise PacketFieldError(
                 "stage", stage, "a stage that starts a packet", 12, "no packet starts in it"
             )

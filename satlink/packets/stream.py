@@ -12,13 +12,15 @@ The ``order`` decides the stream:
   1, then in stage 2, ... Every packet of a full chunk carries one stage of it, as before; the
   last, shorter chunk is packed without gaps.
 
-Everything here follows from the geometry alone, so any packet is placed without the others.
+Everything here follows from the geometry alone, in closed form per slot, so any packet is
+placed without the others and nothing the size of a message is built or kept for it (a header
+may name a 16-stage, 2^18-position geometry).
 
 >>> stages, ranks = stream_layout("stage-major", 2, 3, 4)
 >>> stages.tolist(), ranks.tolist()
 ([0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2])
->>> stage_seqs("stage-major", 2, 3, 4)     # packet 0 starts in stage 1, packet 1 in stage 2
-((0,), (1,))
+>>> [s.tolist() for s in stage_seqs("stage-major", 2, 3, 4)]   # packet 0 starts stage 1
+[[0], [1]]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "packet_count",
     "position_order",
     "slot_offsets",
+    "slot_stages_ranks",
     "stage_seqs",
     "stream_layout",
 ]
@@ -46,48 +49,69 @@ def packet_count(num_stages: int, positions: int, capacity: int) -> int:
     return -(-num_stages * positions // capacity)
 
 
-@lru_cache(maxsize=16)
+def slot_stages_ranks(
+    order: str, num_stages: int, positions: int, capacity: int, slots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stage and rank in the stage's position order (:func:`position_order`) of each of the
+    stream ``slots`` (``int64`` arrays shaped like ``slots``).
+
+    >>> [a.tolist() for a in slot_stages_ranks("position-major", 2, 3, 2, np.arange(6))]
+    [[0, 0, 1, 1, 0, 1], [0, 1, 0, 1, 2, 2]]
+    """
+    shape = np.shape(slots)
+    slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+    if order == "stage-major":
+        stage, rank = np.divmod(slots, positions)
+    elif order == "position-major":
+        full = positions // capacity  # chunks of a whole packet's worth of positions
+        span = num_stages * capacity  # slots per full chunk: one packet per stage
+        chunk, within = np.divmod(slots, span)
+        stage, rank = np.divmod(within, capacity)
+        rank += chunk * capacity
+        last = positions - full * capacity  # positions in the last, shorter chunk (0: none)
+        if last:
+            tail = slots >= full * span
+            stage_t, rank_t = np.divmod(slots[tail] - full * span, last)
+            stage[tail], rank[tail] = stage_t, rank_t + full * capacity
+    else:
+        raise ValueError(f"unknown order {order!r}")
+    return stage.reshape(shape), rank.reshape(shape)
+
+
 def stream_layout(
     order: str, num_stages: int, positions: int, capacity: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per stream slot: its stage (``uint8``) and its rank in the stage's position order
-    (``int32``), both ``[num_stages * positions]``, read-only (cached per geometry).
+    """Stage and rank of every slot of a message's stream, ``[num_stages * positions]`` each.
 
-    Ranks index :func:`position_order`, which maps them to flat ``y * w + x``.
-
-    >>> stages, ranks = stream_layout("position-major", 2, 3, 2)
-    >>> stages.tolist(), ranks.tolist()
-    ([0, 0, 1, 1, 0, 1], [0, 1, 0, 1, 2, 2])
+    >>> [a.tolist() for a in stream_layout("position-major", 2, 3, 2)]
+    [[0, 0, 1, 1, 0, 1], [0, 1, 0, 1, 2, 2]]
     """
-    rank = np.tile(np.arange(positions, dtype=np.int32), num_stages)
-    stage = np.repeat(np.arange(num_stages, dtype=np.uint8), positions)
-    if order == "position-major":
-        # Stable sort by chunk keeps stage-then-rank order within each chunk.
-        by_chunk = np.argsort(rank // capacity, kind="stable")
-        rank, stage = rank[by_chunk], stage[by_chunk]
-    elif order != "stage-major":
-        raise ValueError(f"unknown order {order!r}")
-    rank.setflags(write=False)
-    stage.setflags(write=False)
-    return stage, rank
+    slots = np.arange(num_stages * positions, dtype=np.int64)
+    return slot_stages_ranks(order, num_stages, positions, capacity, slots)
 
 
 @lru_cache(maxsize=64)
 def stage_seqs(
     order: str, num_stages: int, positions: int, capacity: int
-) -> tuple[tuple[int, ...], ...]:
-    """Per stage, the ``seq`` of the packets whose first index belongs to it, ascending.
+) -> tuple[np.ndarray, ...]:
+    """Per stage, the ``seq`` of the packets whose first index belongs to it, ascending
+    (read-only ``int64`` arrays; cached per geometry, at most 0.5 MB each).
 
     A packet counts for the stage it starts in: with ``stage-major`` every index of stages
     ``< s`` travels in packets that start in them. A stage shorter than a packet's tail may
-    start no packet at all (then its tuple is empty).
+    start no packet at all (then its array is empty).
 
     >>> [len(s) for s in stage_seqs("stage-major", 5, 1536, 274)]
     [6, 6, 5, 6, 6]
     """
-    stage, _ = stream_layout(order, num_stages, positions, capacity)
-    starts = stage[:: int(capacity)]
-    return tuple(tuple(np.flatnonzero(starts == s).tolist()) for s in range(num_stages))
+    starts = np.arange(packet_count(num_stages, positions, capacity), dtype=np.int64) * capacity
+    first = slot_stages_ranks(order, num_stages, positions, capacity, starts)[0]
+    out = []
+    for s in range(num_stages):
+        seqs = np.flatnonzero(first == s)
+        seqs.setflags(write=False)
+        out.append(seqs)
+    return tuple(out)
 
 
 @lru_cache(maxsize=64)
@@ -129,18 +153,30 @@ def position_order(latent_shape: tuple[int, int], *, interleave: bool = False) -
     return cached_position_order(h, w, bool(interleave))
 
 
-@lru_cache(maxsize=16)
 def slot_offsets(
-    order: str, num_stages: int, h: int, w: int, interleave: bool, capacity: int
+    order: str,
+    num_stages: int,
+    h: int,
+    w: int,
+    interleave: bool,
+    capacity: int,
+    first: int = 0,
+    count: int | None = None,
 ) -> np.ndarray:
-    """Per stream slot, its flat offset ``stage * h * w + y * w + x`` into the message's
-    ``[num_stages, h, w]`` index array (``intp``, read-only, cached per geometry): what the
+    """Flat offset ``stage * h * w + y * w + x`` into the message's ``[num_stages, h, w]``
+    index array of each stream slot ``first .. first + count - 1`` (default: all): what the
     sender gathers and the receiver scatters, one 1-D index each.
 
-    >>> slot_offsets("stage-major", 2, 1, 3, False, 4).tolist()
-    [0, 1, 2, 3, 4, 5]
+    >>> slot_offsets("position-major", 2, 1, 3, False, 2).tolist()
+    [0, 1, 3, 4, 2, 5]
+    >>> slot_offsets("position-major", 2, 1, 3, False, 2, first=2, count=3).tolist()
+    [3, 4, 2]
     """
-    stage, rank = stream_layout(order, num_stages, h * w, capacity)
-    offsets = stage.astype(np.intp) * (h * w) + cached_position_order(h, w, interleave)[rank]
-    offsets.setflags(write=False)
-    return offsets
+    n = h * w
+    end = num_stages * n if count is None else first + count
+    if order == "stage-major" and not interleave:
+        return np.arange(first, end, dtype=np.intp)  # the stream is the array itself
+    stage, rank = slot_stages_ranks(
+        order, num_stages, n, capacity, np.arange(first, end, dtype=np.int64)
+    )
+    return (stage * n + cached_position_order(h, w, interleave)[rank]).astype(np.intp)
