@@ -1,10 +1,12 @@
 """Sending side: split a ``ProgressiveCode`` (or an opaque file) into fixed-size packets.
 
-Packets go out in sequence-number order. Within a stage, packets carry latent positions in
-:func:`position_order` (raster, or an ordered-dither interleave that scatters a lost packet's
-holes over the image); across stages, ``order`` chooses stage-major (every prefix gives complete
-leading stages) or position-major (full quality over a growing part of the image). Every header
-field is derived from the code, so any packet can be placed without the others.
+Packets go out in sequence-number order, each carrying the next slots of the message's index
+stream (:mod:`satlink.packets.stream`). Within a stage, indices follow
+:func:`~satlink.packets.stream.position_order` (raster, or an ordered-dither interleave that
+scatters a lost packet's holes over the image); across stages, ``order`` chooses stage-major
+(every prefix gives complete leading stages) or position-major (full quality over a growing part
+of the image). Every header field is derived from the code, so any packet can be placed without
+the others.
 
 >>> import numpy as np
 >>> from codec.code import ProgressiveCode
@@ -117,7 +119,7 @@ def packetize(
     growing part of the image. Either way the indices form one stream without gaps
     (:mod:`satlink.packets.stream`): a packet may end one stage and begin the next, and only
     the message's last packet is partly empty. ``interleave=True`` fills each packet with
-    positions spread over the whole image (:func:`position_order`).
+    positions spread over the whole image (:func:`~satlink.packets.stream.position_order`).
 
     >>> import numpy as np
     >>> from codec.code import ProgressiveCode

@@ -140,9 +140,9 @@ def cached_position_order(h: int, w: int, interleave: bool) -> np.ndarray:
 def position_order(latent_shape: tuple[int, int], *, interleave: bool = False) -> np.ndarray:
     """Flat latent positions (``y * w + x``) in the order packets carry them within a stage.
 
-    Packet ``j`` of a stage carries ``order[j * capacity : (j + 1) * capacity]``. Without
-    interleaving that is raster order; with it, a deterministic ordered-dither permutation,
-    so that a lost packet leaves scattered single holes instead of a band of rows.
+    A stage's indices travel in the stream in this order (their ranks). Without interleaving
+    that is raster order; with it, a deterministic ordered-dither permutation, so that a lost
+    packet leaves scattered single holes instead of a band of rows.
 
     >>> position_order((2, 2)).tolist(), position_order((2, 2), interleave=True).tolist()
     ([0, 1, 2, 3], [0, 3, 1, 2])
