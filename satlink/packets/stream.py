@@ -90,7 +90,7 @@ def stream_layout(
     return slot_stages_ranks(order, num_stages, positions, capacity, slots)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # at most 16 x 0.5 MB, whatever geometries hostile headers name
 def stage_seqs(
     order: str, num_stages: int, positions: int, capacity: int
 ) -> tuple[np.ndarray, ...]:
