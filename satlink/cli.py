@@ -60,7 +60,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from codec import default_codec, load_codec
     from satlink.outdir import OutputFolder, write_files
-    from satlink.packets import PACKET_FILE_PATTERN, content_message_id, packetize
+    from satlink.packets import (
+        PACKET_FILE_PATTERN,
+        content_message_id,
+        packetize,
+        packets_for_stages,
+    )
 
     OutputFolder(args.out, kind="encode").check()  # refused before any encoding work
     model = default_codec() if args.model is None else load_codec(args.model)
@@ -79,6 +84,12 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         f"wrote {len(paths)} packets of {size} bytes to {args.out}/ "
         f"({paths[0].name} .. {paths[-1].name})"
     )
+    if (args.order or "stage-major") == "stage-major":  # where a receiver's previews step up
+        after = [
+            packets_for_stages(code, k, packet_size_bytes=args.packet_size)
+            for k in range(1, code.num_stages + 1)
+        ]
+        print(f"stages 1-{code.num_stages} complete after packets {', '.join(map(str, after))}")
     return 0
 
 

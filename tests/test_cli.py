@@ -29,7 +29,10 @@ def test_encode_writes_fixed_size_numbered_files(image_path, tmp_path, capsys):
     files = sorted((tmp_path / "p").glob("packet_*"))
     assert [f.name for f in files] == [f"packet_{i:05d}.bin" for i in range(len(files))]
     assert {f.stat().st_size for f in files} == {360}
-    assert f"wrote {len(files)} packets" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"wrote {len(files)} packets" in out
+    # 192 x 128 px: 96 indices a stage, 274 a packet: stages end in packets 1, 1, 2, 2, 2
+    assert "stages 1-5 complete after packets 1, 1, 2, 2, 2" in out and len(files) == 2
     # the rest is the folder's bookkeeping (the manifest and lock of satlink.outdir)
     others = {f.name for f in (tmp_path / "p").iterdir()} - {f.name for f in files}
     assert others == {".satlink-run.json", ".satlink.lock"}
