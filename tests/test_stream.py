@@ -55,6 +55,33 @@ def test_the_stream_holds_every_index_once_and_stage_seqs_partition_the_packets(
         assert (np.diff(stage.astype(np.int64)) >= 0).all()
 
 
+def reference_stream(order: str, stages: int, positions: int, capacity: int) -> list[tuple]:
+    """(stage, rank) of every slot, spelled out as docs/PACKET_FORMAT.md words it."""
+    if order == "stage-major":
+        return [(s, r) for s in range(stages) for r in range(positions)]
+    out = []
+    for start in range(0, positions, capacity):  # chunks of a packet's worth of positions
+        chunk = range(start, min(start + capacity, positions))
+        out += [(s, r) for s in range(stages) for r in chunk]
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    order=st.sampled_from(pk.ORDERS),
+    stages=st.integers(1, 6),
+    positions=st.integers(1, 60),
+    capacity=st.integers(1, 70),
+)
+def test_the_stream_is_the_one_the_format_describes(
+    order: str, stages: int, positions: int, capacity: int
+) -> None:
+    stage, rank = stream_layout(order, stages, positions, capacity)
+    assert list(zip(stage.tolist(), rank.tolist(), strict=True)) == reference_stream(
+        order, stages, positions, capacity
+    )
+
+
 def test_a_768_by_512_picture_takes_29_packets_and_stages_complete_early() -> None:
     code = random_code(1, 5, (32, 48))
     packets = packetize(code, 360)
