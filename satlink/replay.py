@@ -35,9 +35,7 @@ from satlink import report
 from satlink.channel.visibility import Windows
 from satlink.outdir import OutputFolder
 from satlink.packets import (
-    FORMAT_VERSION as PACKET_FORMAT_VERSION,
-)
-from satlink.packets import (
+    FORMAT_VERSION,
     TransmitPlan,
     byte_capacity,
     packetize,
@@ -268,7 +266,7 @@ def _versions(codec: Codec) -> dict[str, str]:
         "simpy": simpy.__version__,
         "model": codec.name,
         "model_id": str(codec.model_id),
-        "packet_format": str(PACKET_FORMAT_VERSION),
+        "packet_format": str(FORMAT_VERSION),
     }
 
 

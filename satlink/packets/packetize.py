@@ -179,9 +179,7 @@ def packetize(
     ]
     rows = rows.reshape(total, cap)
     seqs = np.arange(total)
-    stages = slot_stages_ranks(order, num_stages, positions, cap, seqs * cap)[
-        0
-    ]  # where each starts
+    first_stage, _ = slot_stages_ranks(order, num_stages, positions, cap, seqs * cap)
     body_size = packet_size_bytes - CRC_SIZE_BYTES
     bodies = np.zeros((total, body_size), dtype=np.uint8)
     headers = np.zeros(total, dtype=INDEX_HEADER_DTYPE)
@@ -191,7 +189,7 @@ def packetize(
     headers["model_id"] = model_id
     headers["stages_bits"] = ((num_stages - 1) << 4) | (b - 1)
     headers["height_px"], headers["width_px"] = image_size
-    headers["stage_ds"] = (stages << 4) | k
+    headers["stage_ds"] = (first_stage << 4) | k
     bodies[:, :INDEX_HEADER_SIZE_BYTES] = headers.view(np.uint8).reshape(total, -1)
     pack_rows(rows, b, bodies[:, INDEX_HEADER_SIZE_BYTES:])
     bodies = bodies.tobytes()
