@@ -151,12 +151,8 @@ def arm_plan(
         # Not even stage 1 fits with its repairs (a picture of one or two packets): no
         # protection fits the budget, so the arm sends the plain sources, not nothing.
         uep = list(sources)
-    overhead = (
-        (len(uep) - sum(st < uep_stages for st in stages))
-        / max(1, sum(st < uep_stages for st in stages))
-        if uep_stages
-        else 0.0
-    )
+    covered = sum(st < uep_stages for st in stages)  # sources with repairs
+    overhead = (len(uep) - covered) / covered if covered else 0.0
     arq_budget = max(1, math.floor(budget * (1.0 - loss) + 1e-9))
     if arm in ("rvq", "rvq-uep", "rvq-arq"):
         if arm == "rvq":
