@@ -81,6 +81,10 @@ class ResidualVQ(nn.Module):
         # ||r - c||^2 without the ||r||^2 term, which does not change the argmin.
         return torch.addmm((cb * cb).sum(1), r, cb.t(), alpha=-2.0).argmin(1)
 
+    def decoded_codes(self, s: int) -> torch.Tensor:
+        """Stage ``s``'s codes in latent space ``[K, D]`` (what the decoder sums)."""
+        return self.codebooks[s]
+
     def stage_code(self, s: int, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage ``s``'s nearest code to each residual ``[N, D]``: (indices ``[N]``, codewords
         ``[N, D]``)."""

@@ -54,12 +54,6 @@ def depth_weights(num_stages: int) -> tuple[float, ...]:
     return (8.0, 2.0, *([1.0] * (num_stages - 3)), 4.0)
 
 
-def _stage_codewords(net: ProgressiveCodec, s: int) -> torch.Tensor:
-    """Stage ``s``'s codewords in the latent space ``[K, D]`` (what the decoder sums)."""
-    rvq = net.rvq
-    return rvq.decoded_codes(s) if hasattr(rvq, "decoded_codes") else rvq.codebooks[s]
-
-
 @torch.no_grad()
 def _beam_block(
     flat: torch.Tensor,
@@ -114,7 +108,7 @@ def beam_indices(
         raise ValueError(f"{len(weights)} depth weights for a {s}-stage model")
     b, d, h, w = z.shape
     flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, d)
-    books = [_stage_codewords(net, k).detach().float() for k in range(s)]
+    books = [net.rvq.decoded_codes(k).detach().float() for k in range(s)]
     books = [(book, (book * book).sum(1)) for book in books]  # once, not once per block
     idx = torch.cat(
         [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,29 @@ def test_sweep_with_effort_matches_the_replay_with_effort(photo) -> None:
     assert rep["final_ms_ssim"] == replayed.summary["final_ms_ssim"]
     assert rep["key"] != plain.replications[0]["key"]  # effort is part of a replication's key
     assert rep["final_ms_ssim"] != plain.replications[0]["final_ms_ssim"]
+
+
+def test_the_polish_never_scores_worse_than_the_nearest_codes(photo) -> None:
+    from codec.refine import _loss, _msssim_window, _polish, _stage_code
+
+    net = copy.deepcopy(default_codec().net)  # its own copy: the shared one stays as it is
+    for p in net.parameters():  # as refine_indices does around it
+        p.requires_grad_(False)
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        z = net.analysis(x)
+        fixed = net.rvq.lookup(net.quantize(z)[0])[:, :4].sum(1)  # stages 1-4, nearest codes
+    received = torch.ones(1, 5, *z.shape[2:], dtype=torch.bool)
+    win = _msssim_window(*photo.shape[:2])
+
+    def loss(code: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(_loss(net.synthesis(fixed + code, received), x, win))
+
+    nearest_idx, nearest = _stage_code(net, 4, z - fixed)
+    idx, polished = _polish(net, 4, z - fixed, fixed, received, x, win, steps=4)
+    assert idx.shape == nearest_idx.shape and idx.dtype == nearest_idx.dtype
+    assert torch.equal(net.rvq.decoded_codes(4)[idx].permute(0, 3, 1, 2), polished)
+    # The best hard choice seen is kept, and the nearest codes are the first one seen.
+    assert loss(polished) <= loss(nearest)
+    assert not torch.equal(idx, nearest_idx)  # on this crop it finds better codes
