@@ -173,9 +173,10 @@ class Codec:
         """Encode an image (path, bytes, array or PIL image) to RVQ indices.
 
         ``effort`` > 0 spends that many gradient steps per stage choosing that stage's
-        indices for this picture (:func:`codec.refine.refine_indices`); the decoder and
-        bitstream are unchanged. Each step costs one decoder pass with gradients, so an effort
-        costs about five times that many passes. ``beam_width`` > 1 (at effort 0) chooses the
+        indices for this picture (:func:`codec.refine.refine_indices`), and as many more on the
+        last two stages' codes (the polish); the decoder and bitstream are unchanged. Each step
+        costs one decoder pass with gradients, so an effort costs about seven times that many
+        passes. ``beam_width`` > 1 (at effort 0) chooses the
         codes of all stages together, keeping that many paths through the stages
         (:func:`codec.search.beam_indices`; 8 is a good width: about 0.1 s more at 768×512).
         The two do not combine: refinement fixes each stage's codes for its own preview.

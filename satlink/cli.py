@@ -328,8 +328,8 @@ def _add_effort(sp: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="encoder refinement for the RVQ code (0..100, default 0): N steps per stage, each "
-        "stage's indices chosen for its own preview; better indices for the same decoder, about "
-        "5 decoder passes of time per unit of effort",
+        "stage's indices chosen for its own preview, and N more for the last two stages' codes; "
+        "better indices for the same decoder, about 7 decoder passes of time per unit of effort",
     )
     sp.add_argument(
         "--beam-width",
