@@ -57,7 +57,8 @@ MAX_EFFORT = 100
 L1_WEIGHT = 0.1
 # The polish (module doc), chosen on the validation images (never Kodak; model card): the last
 # two stages gained 0.0007 and 0.0010 at effort 8, where polishing every stage lost at four and
-# five; 8 candidates beat 4 and 16, and Adam's step of 0.5 on the logits beat 0.25, 1 and 2.
+# five; in trials of the softmax alone, 8 candidates beat 4 and 16, and Adam's step of 0.5 on
+# the logits beat 0.25, 1 and 2.
 POLISH_STAGES = 2
 POLISH_CANDIDATES = 8
 POLISH_STEP = 0.5
@@ -146,7 +147,8 @@ def refine_indices(
 
     ``size_px`` is the (height, width) of the real picture inside the padding; the loss looks
     only there. ``effort`` is the number of Adam steps per stage (each one decoder pass with
-    gradients); 0 gives the plain encoder's indices. Adam's step starts at ``step_per_rms``
+    gradients), and as many again for the polish of the last two stages' codes; 0 gives the
+    plain encoder's indices. Adam's step starts at ``step_per_rms``
     times the latent's RMS and decays along a cosine within each stage. Deterministic on one
     machine: no random draws, fixed step count.
     """
