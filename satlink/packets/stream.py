@@ -117,7 +117,7 @@ def stage_seqs(
 @lru_cache(maxsize=64)
 def cached_position_order(h: int, w: int, interleave: bool) -> np.ndarray:
     """:func:`position_order` without the argument checks (read-only, cached per geometry):
-    the parser asks for it once per packet."""
+    every packet's placement (:func:`slot_offsets`) asks for it."""
     n = h * w
     if not interleave:
         order = np.arange(n, dtype=np.intp)
